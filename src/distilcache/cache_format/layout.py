@@ -1,0 +1,17 @@
+"""File names inside a cache directory (format version 1)."""
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "distilcache-cache"
+
+MANIFEST_FILE = "manifest.json"  # written last: the cache is complete iff it exists
+PLAN_FILE = "plan.json"  # written first, removed once the manifest exists; makes resume possible
+IDF_FILE = "idf.parquet"
+REJECTED_FILE = "rejected.jsonl"
+TOKENIZER_DIR = "tokenizer"
+SHARDS_DIR = "shards"
+LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
+
+
+def shard_name(index: int) -> str:
+    return f"{SHARDS_DIR}/part-{index:05d}.parquet"

@@ -1,0 +1,78 @@
+"""Open a finished cache: the manifest plus its rows as memory-mapped Arrow."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from distilcache.cache_format.errors import CacheVerifyError
+from distilcache.cache_format.manifest import read_manifest
+from distilcache.cache_format.verify import verify_cache
+
+
+@dataclass(frozen=True)
+class Cache:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return self.manifest["vector"]["dim"]
+
+    @property
+    def dtype(self) -> str:
+        return self.manifest["vector"]["dtype"]
+
+    @property
+    def num_rows(self) -> int:
+        return self.manifest["total_rows"]
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        return [self.path / entry["file"] for entry in self.manifest["shards"]]
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / self.manifest["tokenizer"]["dir"]
+
+    @cached_property
+    def dataset(self) -> ds.Dataset:
+        """A lazy pyarrow dataset over the shards, in row order."""
+        return ds.dataset([str(p) for p in self.shard_paths], format="parquet")
+
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        """All rows; files are memory-mapped, so only the columns asked for are read."""
+        tables = [pq.read_table(p, columns=columns, memory_map=True) for p in self.shard_paths]
+        return pa.concat_tables(tables) if tables else self.dataset.schema.empty_table()
+
+    def iter_batches(self, columns: list[str] | None = None, batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+        """Stream rows in order without holding the whole cache in memory."""
+        for path in self.shard_paths:
+            yield from pq.ParquetFile(path, memory_map=True).iter_batches(batch_size=batch_size, columns=columns)
+
+    def vectors(self, dtype: str = "float32") -> np.ndarray:
+        """The teacher vectors as one (num_rows, dim) array."""
+        column = self.table(["vector"])["vector"].combine_chunks()
+        flat = column.values.to_numpy(zero_copy_only=False)
+        return flat.reshape(len(column), self.dim).astype(dtype, copy=False)
+
+    def idf(self) -> pa.Table:
+        return pq.read_table(self.path / self.manifest["idf"]["file"])
+
+
+def open_cache(path: str | Path, verify: bool = True) -> Cache:
+    """Open a complete cache. verify=True checks every checksum first (reads every byte once);
+    verify=False trusts the manifest and only reads what is asked for."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        problems = verify_cache(path, check_ids=False)
+        if problems:
+            raise CacheVerifyError(str(path), problems)
+    return Cache(path=path, manifest=manifest)

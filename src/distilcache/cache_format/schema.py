@@ -1,0 +1,30 @@
+import pyarrow as pa
+
+VECTOR_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
+
+
+def shard_schema(dim: int, dtype: str) -> pa.Schema:
+    """Arrow schema of every shard row (cache-format v1)."""
+    if dtype not in VECTOR_DTYPES:
+        raise ValueError(f"vector dtype must be one of {sorted(VECTOR_DTYPES)}, got {dtype!r}")
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            # teacher token ids without special tokens, after truncation
+            pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
+            # pooling weights aligned with token_ids; they sum to 1 (empty when no token is left)
+            pa.field("weights", pa.list_(pa.float32()), nullable=False),
+            pa.field("truncated", pa.bool_(), nullable=False),
+            pa.field("vector", pa.list_(VECTOR_DTYPES[dtype], dim), nullable=False),
+        ]
+    )
+
+
+IDF_SCHEMA = pa.schema(
+    [
+        pa.field("word", pa.string(), nullable=False),
+        pa.field("df", pa.int64(), nullable=False),
+        pa.field("idf", pa.float64(), nullable=False),
+    ]
+)

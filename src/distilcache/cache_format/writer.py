@@ -1,0 +1,114 @@
+"""Atomic writes: every file appears under its final name complete, or not at all."""
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distilcache.cache_format.errors import CacheError
+from distilcache.cache_format.hashing import sha256_file
+from distilcache.cache_format.layout import LOCK_FILE, TMP_PREFIX, shard_name
+
+ROW_GROUP_ROWS = 8192  # small enough to stream, large enough for zstd to work well
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}")
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """fsync a finished temp file and rename it into place."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    publish(tmp, path)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    publish(tmp, path)
+
+
+def write_json_atomic(value: Any, path: Path) -> None:
+    write_text_atomic(json.dumps(value, indent=2, ensure_ascii=False) + "\n", path)
+
+
+def write_shard(cache_dir: Path, index: int, table: pa.Table) -> dict[str, Any]:
+    """Write shard `index` atomically; returns its manifest entry."""
+    path = cache_dir / shard_name(index)
+    write_parquet_atomic(table, path)
+    return shard_entry(cache_dir, index, table.num_rows)
+
+
+def shard_entry(cache_dir: Path, index: int, rows: int) -> dict[str, Any]:
+    name = shard_name(index)
+    path = cache_dir / name
+    return {"file": name, "rows": rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def remove_stale_tmp_files(cache_dir: Path) -> list[Path]:
+    """Delete temp files a killed writer left behind; they are never taken as data."""
+    removed = [p for p in cache_dir.rglob(f"{TMP_PREFIX}*")]
+    for path in removed:
+        if path.is_dir():
+            for child in sorted(path.rglob("*"), reverse=True):
+                child.unlink() if child.is_file() else child.rmdir()
+            path.rmdir()
+        else:
+            path.unlink()
+    return removed
+
+
+class CacheLock:
+    """An exclusive OS lock on a cache directory; the kernel drops it when the process dies."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "CacheLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise CacheError(
+                    f"{self.path.parent} is being written by another process (pid {holder}); "
+                    "wait for it to finish or write to another directory"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

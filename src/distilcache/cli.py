@@ -1,0 +1,166 @@
+"""distilcache precompute | inspect | verify | demo — parse arguments, call the library."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from distilcache.cache_format import CacheError, open_cache, read_manifest, verify_cache
+
+log = logging.getLogger("distilcache")
+
+
+def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pooling", choices=["idf", "mean", "cls"], default="idf", help="sentence pooling (default: idf, LTD-BERT)")
+    parser.add_argument("--layer", type=int, default=-1, help="teacher layer to pool: -1 last (default), 0 embeddings, k the k-th layer")
+    parser.add_argument("--smoothing", type=float, default=0.1, help="added to every character's IDF weight (default 0.1)")
+    parser.add_argument("--max-length", type=int, default=256, help="teacher tokens per text, specials included (default 256)")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise the stored vectors")
+    parser.add_argument("--idf", type=Path, help="reuse this IDF table (an idf.parquet) instead of computing one from the inputs")
+    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="stored vector type (default float16)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--shard-size", type=int, default=100_000, help="rows per shard file (default 100000)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error",
+                        help="a repeated id stops the run (default) or is rejected and counted")
+
+
+def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Path], output: Path):
+    from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig
+
+    return PrecomputeConfig(
+        teacher=teacher,
+        inputs=[InputSpec(p, id_field=getattr(args, "id_field", "id"), text_field=getattr(args, "text_field", "text")) for p in inputs],
+        output=output,
+        pooling=PoolingConfig(args.pooling, args.layer, args.smoothing, args.max_length, args.normalize),
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        idf_file=args.idf,
+        device=args.device,
+        precision=args.precision,
+        keep_first_duplicate=args.on_duplicate_id == "keep-first",
+    )
+
+
+def _cmd_precompute(args: argparse.Namespace) -> int:
+    from distilcache.precompute import precompute
+
+    manifest = precompute(_precompute_config(args, args.teacher, args.input, args.output))
+    print(f"cache {args.output}: {manifest['total_rows']} rows, {manifest['rejected']['count']} rejected, fingerprint {manifest['fingerprint'][:16]}")
+    return 0
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+        num_bytes /= 1024
+    raise AssertionError
+
+
+def describe(cache_dir: Path, manifest: dict[str, Any]) -> str:
+    on_disk = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
+    pooling = manifest["pooling"]
+    teacher = manifest["teacher"]
+    lines = [
+        f"cache        {cache_dir}",
+        f"format       v{manifest['format_version']} (distilcache {manifest['package_version']}), created {manifest['created_at']}",
+        f"teacher      {teacher['name']} ({teacher['architecture']}, {teacher['num_layers']} layers, hidden {teacher['hidden_size']})",
+        f"pooling      {pooling['mode']}, layer {pooling['layer']}, smoothing {pooling['smoothing']}, "
+        f"max_length {pooling['max_length']}, normalize {pooling['normalize']}",
+        f"vectors      dim {manifest['vector']['dim']}, {manifest['vector']['dtype']}",
+        f"rows         {manifest['total_rows']} ({manifest['stats']['truncated_rows']} truncated, "
+        f"{manifest['stats']['rows_without_tokens']} without tokens)",
+        f"rejected     {manifest['rejected']['count']} {manifest['rejected']['by_reason'] or ''}".rstrip(),
+        f"shards       {len(manifest['shards'])} ({_size(sum(s['bytes'] for s in manifest['shards']))})",
+        f"size on disk {_size(on_disk)} ({on_disk / max(manifest['total_rows'], 1):.0f} bytes/row)",
+        f"fingerprint  {manifest['fingerprint']}",
+    ]
+    if manifest["idf"]:
+        idf = manifest["idf"]
+        lines.insert(5, f"idf          {idf['num_words']} words over {idf['num_documents']} texts (source: {idf['source']['kind']})")
+    lines += [f"input        {i['name']}: {i['input_rows']} rows in, {i['rows']} kept, {i['rejected']} rejected" for i in manifest["inputs"]]
+    return "\n".join(lines)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.cache)
+    print(json.dumps(manifest, indent=2, ensure_ascii=False) if args.json else describe(args.cache, manifest))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    problems = verify_cache(args.cache)
+    if problems:
+        print(f"FAILED: {args.cache} has {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    manifest = read_manifest(args.cache)
+    print(f"OK: {args.cache}: {len(manifest['shards'])} shard(s), {manifest['total_rows']} rows, checksums, schema and row counts match")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from distilcache import demo
+    from distilcache.precompute import precompute
+
+    inputs = demo.write_corpus(args.workdir / "corpus")
+    cache_dir = args.workdir / "cache"
+    precompute(_precompute_config(args, demo.teacher_dir(), inputs, cache_dir))
+    print(describe(cache_dir, read_manifest(cache_dir)))
+    cache = open_cache(cache_dir)  # verifies every checksum
+    print(f"verified: {cache.num_rows} rows; first row {cache.table(['id', 'text']).slice(0, 1).to_pylist()[0]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distilcache", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("precompute", help="run a teacher once over a corpus and write a cache")
+    p.add_argument("--teacher", type=Path, required=True, help="local Hugging Face model directory (never fetched from a hub)")
+    p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv or .parquet; repeat for several")
+    p.add_argument("--output", type=Path, required=True, help="cache directory (created; resumed if interrupted)")
+    p.add_argument("--text-field", default="text", help="text column/field of .jsonl/.csv/.parquet inputs (default text)")
+    p.add_argument("--id-field", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
+    _add_precompute_options(p)
+    p.set_defaults(run=_cmd_precompute)
+
+    p = commands.add_parser("inspect", help="show what a cache holds")
+    p.add_argument("cache", type=Path)
+    p.add_argument("--json", action="store_true", help="print the whole manifest")
+    p.set_defaults(run=_cmd_inspect)
+
+    p = commands.add_parser("verify", help="check checksums, schema and row counts; exit 1 on any mismatch")
+    p.add_argument("cache", type=Path)
+    p.set_defaults(run=_cmd_verify)
+
+    p = commands.add_parser("demo", help="precompute the embedded default: all-MiniLM-L6-v2 over 8,708 HSK sentences (zh + en)")
+    p.add_argument("--workdir", type=Path, default=Path("demo"), help="where the corpus and cache go (default ./demo)")
+    _add_precompute_options(p)
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from distilcache.precompute import InputError
+    from distilcache.precompute.teacher import TeacherError
+
+    try:
+        return args.run(args)
+    except (CacheError, InputError, TeacherError, ValueError) as exc:
+        print(f"distilcache {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Read corpora (.txt, .jsonl, .csv, .parquet) into (id, text) records, rejecting bad rows explicitly.
+
+Every input row ends as exactly one Record or one Rejection, in file order, so
+rows in = rows out + rejections, always.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+LINE_IDS = ""  # an id field of "" means: ids are <file stem>:<row number>
+
+
+class InputError(ValueError):
+    """An input file cannot be read as asked (unknown format, missing column, duplicate id)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: Path
+    id_field: str = "id"
+    text_field: str = "text"
+
+    @property
+    def format(self) -> str:
+        fmt = FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise InputError(f"{self.path}: unknown input format {self.path.suffix!r}; expected one of {sorted(FORMATS)}")
+        return fmt
+
+    def row_id(self, row_number: int) -> str:
+        return f"{self.path.stem}:{row_number}"
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that decide how this file becomes rows (recorded in the manifest)."""
+        described: dict[str, Any] = {"name": self.path.name, "format": self.format}
+        if self.format != "txt":
+            described |= {"id_field": self.id_field, "text_field": self.text_field}
+        return described
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    file: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    file: str
+    row: int  # 1-based line number (txt, jsonl) or data row number (csv, parquet)
+    id: str | None
+    reason: str  # empty | invalid_utf8 | invalid_json | missing_field | bad_type | duplicate_id
+    detail: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def _check_text(spec: InputSpec, row: int, row_id: str, text: Any) -> Record | Rejection:
+    if text is None:
+        return Rejection(spec.path.name, row, row_id, "missing_field", f"no '{spec.text_field}' value")
+    if not isinstance(text, str):
+        return Rejection(spec.path.name, row, row_id, "bad_type", f"'{spec.text_field}' is {type(text).__name__}, not a string")
+    if not text.strip():
+        return Rejection(spec.path.name, row, row_id, "empty", "empty or whitespace-only text")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):  # lone surrogates: undecodable bytes or bad JSON escapes
+        return Rejection(spec.path.name, row, row_id, "invalid_utf8", "text contains bytes that are not UTF-8")
+    return Record(row_id, text, spec.path.name)
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Lines split on LF only (CRLF accepted); a UTF-8 BOM at the start is dropped."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            yield number, line
+
+
+def _read_txt(spec: InputSpec) -> Iterator[Record | Rejection]:
+    for number, line in _iter_lines(spec.path):
+        row_id = spec.row_id(number)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Rejection(spec.path.name, number, row_id, "invalid_utf8", f"byte {exc.start}: {exc.reason}")
+            continue
+        yield _check_text(spec, number, row_id, text)
+
+
+def _id_of(spec: InputSpec, row: int, value: Any) -> str | None:
+    if spec.id_field == LINE_IDS:
+        return spec.row_id(row)
+    if value is None or isinstance(value, (dict, list)) or value == "":
+        return None
+    return str(value)
+
+
+def _read_jsonl(spec: InputSpec) -> Iterator[Record | Rejection]:
+    for number, line in _iter_lines(spec.path):
+        if not line.strip():
+            yield Rejection(spec.path.name, number, None, "empty", "empty line")
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield Rejection(spec.path.name, number, None, "invalid_utf8", f"byte {exc.start}: {exc.reason}")
+            continue
+        except json.JSONDecodeError as exc:
+            yield Rejection(spec.path.name, number, None, "invalid_json", str(exc))
+            continue
+        if not isinstance(obj, dict):
+            yield Rejection(spec.path.name, number, None, "invalid_json", f"expected an object, got {type(obj).__name__}")
+            continue
+        yield _check_row(spec, number, obj.get(spec.id_field), obj.get(spec.text_field))
+
+
+def _check_row(spec: InputSpec, row: int, raw_id: Any, text: Any) -> Record | Rejection:
+    row_id = _id_of(spec, row, raw_id)
+    if row_id is None:
+        return Rejection(spec.path.name, row, None, "missing_field", f"no usable '{spec.id_field}' value")
+    return _check_text(spec, row, row_id, text)
+
+
+def _require_columns(spec: InputSpec, columns: list[str]) -> None:
+    wanted = [spec.text_field] + ([spec.id_field] if spec.id_field != LINE_IDS else [])
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InputError(
+            f"{spec.path}: no column {missing} (columns: {columns}); "
+            "choose others with --text-field/--id-field, or --id-field '' for row-number ids"
+        )
+
+
+def _read_csv(spec: InputSpec) -> Iterator[Record | Rejection]:
+    # surrogateescape keeps undecodable bytes visible per row instead of failing the whole file
+    with open(spec.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f)
+        _require_columns(spec, list(reader.fieldnames or []))
+        for number, row in enumerate(reader, start=1):
+            yield _check_row(spec, number, row.get(spec.id_field), row.get(spec.text_field))
+
+
+def _read_parquet(spec: InputSpec) -> Iterator[Record | Rejection]:
+    parquet = pq.ParquetFile(spec.path)
+    _require_columns(spec, parquet.schema_arrow.names)
+    columns = [spec.text_field] + ([spec.id_field] if spec.id_field != LINE_IDS else [])
+    number = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=65536):
+        texts = batch.column(spec.text_field).to_pylist()
+        ids = batch.column(spec.id_field).to_pylist() if spec.id_field != LINE_IDS else [None] * len(texts)
+        for raw_id, text in zip(ids, texts):
+            number += 1
+            yield _check_row(spec, number, raw_id, text)
+
+
+_READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
+
+
+def iter_input(spec: InputSpec) -> Iterator[Record | Rejection]:
+    if not spec.path.is_file():
+        raise InputError(f"{spec.path}: input file not found")
+    yield from _READERS[spec.format](spec)
+
+
+def iter_corpus(specs: list[InputSpec], keep_first_duplicate: bool = False) -> Iterator[Record | Rejection]:
+    """All inputs in order, ids checked for uniqueness across files."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for number, item in enumerate(iter_input(spec), start=1):
+            if isinstance(item, Record):
+                where = f"{spec.path.name} row {number}"
+                first = seen.get(item.id)
+                if first is None:
+                    seen[item.id] = where
+                else:
+                    if not keep_first_duplicate:
+                        raise InputError(
+                            f"duplicate id {item.id!r}: {where} repeats {first}; "
+                            "make ids unique or pass --on-duplicate-id keep-first"
+                        )
+                    item = Rejection(spec.path.name, number, item.id, "duplicate_id", f"id first seen at {first}")
+            yield item

@@ -1,0 +1,93 @@
+"""CPU-side work for one shard: tokenise with offsets, weight tokens, cut into length-sorted batches."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from distilcache.precompute.inputs import Record
+from distilcache.precompute.pooling import position_weights
+from distilcache.weighting import IdfTable, char_weights, token_weights
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    mode: str = "idf"
+    layer: int = -1
+    smoothing: float = 0.1
+    max_length: int = 256
+    normalize: bool = False
+
+
+@dataclass
+class PreparedRow:
+    id: str
+    text: str
+    input_ids: list[int]  # with special tokens, as the teacher reads them
+    token_ids: np.ndarray  # int32, without special tokens
+    weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
+    position_weights: np.ndarray  # float32 pooling weights aligned with input_ids
+    truncated: bool
+
+
+@dataclass
+class Batch:
+    rows: list[int]  # indices into the shard's rows
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    weights: torch.Tensor  # (batch, tokens) pooling weights
+
+
+def prepare_rows(
+    records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None
+) -> list[PreparedRow]:
+    texts = [r.text for r in records]
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=pooling.max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+    )
+    rows = []
+    for record, encoding in zip(records, encoded.encodings):
+        special = np.asarray(encoding.special_tokens_mask, dtype=bool)
+        content_positions = np.flatnonzero(~special)
+        ids = np.asarray(encoding.ids, dtype=np.int32)
+        if pooling.mode == "idf":
+            offsets = [encoding.offsets[i] for i in content_positions]
+            weights = token_weights(char_weights(record.text, idf, pooling.smoothing), offsets)
+        else:  # students pool uniformly when the teacher used mean or CLS pooling
+            weights = np.full(len(content_positions), 1.0 / max(len(content_positions), 1), dtype=np.float32)
+        rows.append(
+            PreparedRow(
+                id=record.id,
+                text=record.text,
+                input_ids=encoding.ids,
+                token_ids=ids[content_positions],
+                weights=weights,
+                position_weights=position_weights(pooling.mode, len(ids), content_positions, weights),
+                truncated=len(encoding.overflowing) > 0,
+            )
+        )
+    return rows
+
+
+def length_sorted_batches(rows: list[PreparedRow], batch_size: int, pad_id: int) -> Iterator[Batch]:
+    """Batches of similar length (longest first, so a too-large batch fails early) to cut padding."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids), reverse=True)
+    for start in range(0, len(order), batch_size):
+        members = order[start : start + batch_size]
+        width = len(rows[members[0]].input_ids)
+        input_ids = np.full((len(members), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(members), width), dtype=np.int64)
+        weights = np.zeros((len(members), width), dtype=np.float32)
+        for b, i in enumerate(members):
+            n = len(rows[i].input_ids)
+            input_ids[b, :n] = rows[i].input_ids
+            mask[b, :n] = 1
+            weights[b, :n] = rows[i].position_weights
+        yield Batch(members, torch.from_numpy(input_ids), torch.from_numpy(mask), torch.from_numpy(weights))

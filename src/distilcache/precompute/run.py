@@ -1,0 +1,436 @@
+"""The precompute stage: plan (read inputs, IDF, rejections), run the teacher shard by shard, write the manifest.
+
+Resume: plan.json is written before any shard; a rerun with the same request skips every shard
+file that exists (shards appear only by rename, so an existing one is complete).
+"""
+
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+import distilcache
+from distilcache.cache_format import (
+    FORMAT_VERSION,
+    IDF_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    PLAN_FILE,
+    REJECTED_FILE,
+    SHARDS_DIR,
+    TOKENIZER_DIR,
+    CacheError,
+    CacheLock,
+    CacheMismatchError,
+    read_manifest,
+    shard_name,
+    shard_schema,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_shard,
+)
+from distilcache.cache_format.hashing import sha256_file, sha256_json
+from distilcache.cache_format.layout import FORMAT_NAME
+from distilcache.cache_format.manifest import read_json
+from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
+from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
+from distilcache.precompute.pooling import POOLING_MODES, pool
+from distilcache.precompute.prefetch import prefetch
+from distilcache.precompute.prepare import PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.precompute.teacher import (
+    autocast,
+    describe_teacher,
+    forward_layer,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_precision,
+)
+from distilcache.weighting import SEGMENTER, IdfTable
+from distilcache.weighting.idf import FORMULA
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrecomputeConfig:
+    teacher: Path
+    inputs: list[InputSpec]
+    output: Path
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    dtype: str = "float16"
+    batch_size: int = 64
+    shard_size: int = 100_000
+    idf_file: Path | None = None  # reuse this IDF table instead of computing one from the inputs
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast on CUDA)
+    keep_first_duplicate: bool = False
+
+    def validate(self) -> None:
+        if self.pooling.mode not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling.mode!r}")
+        if self.dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
+        if self.pooling.smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {self.pooling.smoothing}")
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.pooling.max_length < 2:
+            raise ValueError("max_length must be >= 2 (room for the special tokens)")
+        if not self.inputs:
+            raise ValueError("at least one input is needed")
+        names = [spec.path.name for spec in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input file names must be unique (they name the rows' sources): {names}")
+
+
+# ---------------------------------------------------------------- request: what decides the cache
+
+
+def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides the cache's content, known before any heavy work."""
+    teacher = describe_teacher(config.teacher)
+    max_positions = teacher["max_position_embeddings"]
+    if max_positions and config.pooling.max_length > max_positions:
+        raise ValueError(f"--max-length {config.pooling.max_length} exceeds the teacher's {max_positions} positions")
+    return {
+        "teacher": teacher,
+        "pooling": vars(config.pooling).copy(),
+        "vector": {"dim": teacher["hidden_size"], "dtype": config.dtype},
+        "segmenter": SEGMENTER,
+        "idf_source": idf_source,
+        "inputs": [spec.describe() | {"sha256": sha256_file(spec.path)} for spec in config.inputs],
+        "shard_size": config.shard_size,
+        "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
+    }
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}{i}.").items()} or {prefix[:-1]: []}
+    return {prefix[:-1]: value}
+
+
+_INPUT_IDENTITY = ("name", "format", "id_field", "text_field", "sha256")
+
+
+def _comparable(record: dict[str, Any], keys: Iterator[str] | dict[str, Any]) -> dict[str, Any]:
+    """The request part of a plan or manifest (input entries there also carry counts and paths)."""
+    picked = {key: record.get(key) for key in keys}
+    picked["inputs"] = [{k: e[k] for k in _INPUT_IDENTITY if k in e} for e in picked.get("inputs") or []]
+    return picked
+
+
+def _check_same_request(request: dict[str, Any], stored: dict[str, Any], where: Path) -> None:
+    old, new = _flatten(_comparable(stored, request)), _flatten(_comparable(request, request))
+    differences = [
+        f"  {key}: cache has {old.get(key)!r}, this run has {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+    if differences:
+        raise CacheMismatchError(
+            f"{where} was built with different settings; refusing to mix them:\n" + "\n".join(differences)
+            + "\nwrite to a new --output directory, or delete this one to rebuild it"
+        )
+
+
+def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
+    """A hash of everything that determines the vectors (not the input list: the same settings
+    applied to more text give compatible rows)."""
+    teacher = request["teacher"]
+    return sha256_json(
+        {
+            "format_version": FORMAT_VERSION,
+            "teacher": {"architecture": teacher["architecture"], "files": teacher["files"]},
+            "pooling": request["pooling"],
+            "vector": request["vector"],
+            "segmenter": request["segmenter"],
+            "idf": idf.content_sha256() if idf is not None else None,
+        }
+    )
+
+
+# ---------------------------------------------------------------- plan: one pass over the inputs
+
+
+_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, LOCK_FILE}
+
+
+def _clear_unplanned(out: Path) -> None:
+    """Without a plan, the directory may only hold what an interrupted planning pass left."""
+    unknown = sorted(p.name for p in out.iterdir() if p.name not in _CACHE_NAMES)
+    shards = out / SHARDS_DIR
+    if unknown or (shards.exists() and any(shards.iterdir())):
+        raise CacheError(
+            f"{out} is not empty and holds no distilcache plan or manifest ({unknown or 'shards/'}); "
+            "refusing to write into it: choose an empty or new --output directory"
+        )
+    for name in (IDF_FILE, REJECTED_FILE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+
+
+def _read_pass(config: PrecomputeConfig, idf: IdfTable | None) -> tuple[dict[str, Counter], list[Rejection]]:
+    """Count input rows and rejections per file and, when idf is given, add every accepted text to it."""
+    counts = {spec.path.name: Counter() for spec in config.inputs}
+    rejections: list[Rejection] = []
+    with tqdm(desc="reading inputs" + (" + IDF" if idf is not None else ""), unit=" rows", mininterval=1) as bar:
+        for item in iter_corpus(config.inputs, config.keep_first_duplicate):
+            counts[item.file]["input_rows"] += 1
+            if isinstance(item, Rejection):
+                rejections.append(item)
+                counts[item.file]["rejected"] += 1
+            elif idf is not None:
+                idf.add_document(item.text)
+            bar.update()
+    return counts, rejections
+
+
+def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | None, out: Path) -> tuple[dict[str, Any], IdfTable | None]:
+    """Read every input once (counts, rejections, IDF), then write rejected.jsonl, idf.parquet,
+    tokenizer/ and finally plan.json."""
+    compute_idf = config.pooling.mode == "idf" and config.idf_file is None
+    if compute_idf:
+        idf = IdfTable()
+    counts, rejections = _read_pass(config, idf if compute_idf else None)
+    inputs = []
+    for described, spec in zip(request["inputs"], config.inputs):
+        seen = counts[spec.path.name]
+        inputs.append(
+            described
+            | {"path": str(spec.path.resolve()), "input_rows": seen["input_rows"], "rejected": seen["rejected"],
+               "rows": seen["input_rows"] - seen["rejected"]}
+        )
+    total_rows = sum(entry["rows"] for entry in inputs)
+
+    write_text_atomic("".join(r.to_json() + "\n" for r in rejections), out / REJECTED_FILE)
+    idf_entry = None
+    if idf is not None:
+        write_parquet_atomic(idf.to_arrow(), out / IDF_FILE)
+        idf_entry = {
+            "file": IDF_FILE,
+            "sha256": sha256_file(out / IDF_FILE),
+            "content_sha256": idf.content_sha256(),
+            "source": request["idf_source"],
+            "num_documents": idf.num_documents,
+            "num_words": len(idf.df),
+            "formula": FORMULA,
+            "unknown_word_rule": "a word absent from the table gets the idf of df = 0",
+            "segmenter": SEGMENTER,
+        }
+    tokenizer_entry = _save_tokenizer(config.teacher, out)
+    plan = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "package_version": distilcache.__version__,
+        **request,
+        "inputs": inputs,
+        "fingerprint": _fingerprint(request, idf),
+        "idf": idf_entry,
+        "tokenizer": tokenizer_entry,
+        "rejected": {"file": REJECTED_FILE, "count": len(rejections), "by_reason": dict(Counter(r.reason for r in rejections)),
+                     "sha256": sha256_file(out / REJECTED_FILE)},
+        "total_rows": total_rows,
+        "num_shards": -(-total_rows // config.shard_size),
+    }
+    write_json_atomic(plan, out / PLAN_FILE)
+    log.info("planned %d rows in %d shard(s), %d rejected (see %s)", total_rows, plan["num_shards"], len(rejections), REJECTED_FILE)
+    return plan, idf
+
+
+def _save_tokenizer(teacher_dir: Path, out: Path) -> dict[str, Any]:
+    tokenizer = load_tokenizer(teacher_dir)
+    tmp = out / f".tmp-{TOKENIZER_DIR}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(str(tmp))
+    tmp.rename(out / TOKENIZER_DIR)
+    files = {f"{TOKENIZER_DIR}/{p.name}": sha256_file(p) for p in sorted((out / TOKENIZER_DIR).iterdir())}
+    return {"dir": TOKENIZER_DIR, "class": type(tokenizer).__name__, "files": files}
+
+
+# ---------------------------------------------------------------- teacher pass: shard by shard
+
+
+@dataclass
+class _ShardWork:
+    index: int
+    rows: list[PreparedRow]
+
+
+def _records(config: PrecomputeConfig) -> Iterator[Record]:
+    return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
+
+
+def _shard_work(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, idf: IdfTable | None) -> Iterator[tuple[_ShardWork, list]]:
+    """Runs in the prefetch thread: tokenise and weight each shard still to do, cut it into batches."""
+    records = _records(config)
+    for index in range(plan["num_shards"]):
+        chunk = list(islice(records, config.shard_size))
+        if index not in todo:
+            continue
+        rows = prepare_rows(chunk, tokenizer, config.pooling, idf)
+        batches = list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0))
+        yield _ShardWork(index, rows), batches
+
+
+def _expected_rows(plan: dict[str, Any], index: int) -> int:
+    return min(plan["shard_size"], plan["total_rows"] - index * plan["shard_size"])
+
+
+def _completed_shards(out: Path, plan: dict[str, Any]) -> set[int]:
+    done = set()
+    for index in range(plan["num_shards"]):
+        path = out / shard_name(index)
+        if path.exists():
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows != _expected_rows(plan, index):
+                raise CacheError(f"{path}: {rows} rows, the plan expects {_expected_rows(plan, index)}; delete the file to recompute it")
+            done.add(index)
+    return done
+
+
+def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: str) -> pa.Table:
+    stored = vectors.astype(dtype)
+    bad = np.flatnonzero(~np.isfinite(stored).all(axis=1))
+    if len(bad):
+        raise ValueError(f"non-finite vectors for ids {[rows[i].id for i in bad[:5]]}; with --dtype float16 use --dtype float32")
+
+    def ragged(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
+        offsets = np.concatenate(([0], np.cumsum([len(a) for a in arrays]))).astype(np.int32)
+        values = np.concatenate(arrays) if arrays else np.zeros(0)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+
+    return pa.table(
+        {
+            "id": pa.array([r.id for r in rows], pa.string()),
+            "text": pa.array([r.text for r in rows], pa.string()),
+            "token_ids": ragged([r.token_ids for r in rows], pa.int32()),
+            "weights": ragged([r.weights for r in rows], pa.float32()),
+            "truncated": pa.array([r.truncated for r in rows], pa.bool_()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), dim),
+        },
+        schema=shard_schema(dim, dtype),
+    )
+
+
+def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+    done = _completed_shards(out, plan)
+    todo = set(range(plan["num_shards"])) - done
+    if done:
+        log.info("resuming: %d of %d shard(s) already written, not recomputed", len(done), plan["num_shards"])
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    run_info = {"device": str(device), "precision": precision, "batch_size": config.batch_size,
+                "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
+                "resumed_shards": len(done)}
+    if not todo:
+        return run_info
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    model = load_model(config.teacher, device)
+    dim = plan["vector"]["dim"]
+    started, rows_done = time.perf_counter(), 0
+    log.info("teacher %s on %s (%s), %d shard(s) to compute", plan["teacher"]["name"], device, precision, len(todo))
+    with tqdm(total=plan["total_rows"], initial=sum(_expected_rows(plan, i) for i in done), desc="precompute",
+              unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
+        for work, batches in prefetch(_shard_work(config, plan, todo, tokenizer, idf), depth=2):
+            vectors = np.empty((len(work.rows), dim), dtype=np.float32)
+            for batch in batches:
+                inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
+                          "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
+                with autocast(device, precision):
+                    hidden = forward_layer(model, inputs, config.pooling.layer)
+                pooled = pool(hidden, batch.weights.to(device, non_blocking=True), config.pooling.normalize)
+                vectors[batch.rows] = pooled.cpu().numpy()
+                bar.update(len(batch.rows))
+            write_shard(out, work.index, _shard_table(work.rows, vectors, dim, config.dtype))
+            rows_done += len(work.rows)
+    seconds = time.perf_counter() - started
+    run_info |= {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
+    return run_info
+
+
+# ---------------------------------------------------------------- finish: the manifest, written last
+
+
+def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[str, Any]:
+    shards = [shard_entry(out, index, _expected_rows(plan, index)) for index in range(plan["num_shards"])]
+    stats = Counter()
+    for entry in shards:
+        table = pq.read_table(out / entry["file"], columns=["token_ids", "truncated"])
+        stats["truncated_rows"] += int(pc.sum(table["truncated"]).as_py() or 0)
+        stats["rows_without_tokens"] += int(pc.sum(pc.equal(pc.list_value_length(table["token_ids"]), 0)).as_py() or 0)
+    manifest = {key: value for key, value in plan.items() if key != "num_shards"}
+    manifest |= {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "shards": shards,
+        "total_rows": sum(entry["rows"] for entry in shards),
+        "stats": {"truncated_rows": stats["truncated_rows"], "rows_without_tokens": stats["rows_without_tokens"]},
+        "run": run_info,
+    }
+    write_json_atomic(manifest, out / MANIFEST_FILE)
+    (out / PLAN_FILE).unlink(missing_ok=True)
+    return manifest
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _idf_source(config: PrecomputeConfig) -> tuple[dict[str, Any] | None, IdfTable | None]:
+    if config.pooling.mode != "idf":
+        return None, None
+    if config.idf_file is None:
+        return {"kind": "corpus"}, None
+    idf = IdfTable.load(config.idf_file)
+    return {"kind": "file", "name": config.idf_file.name, "content_sha256": idf.content_sha256()}, idf
+
+
+def precompute(config: PrecomputeConfig) -> dict[str, Any]:
+    """Run the teacher once over the inputs into the cache at config.output; returns the manifest.
+
+    A complete cache with the same request is left as it is; an interrupted one is resumed;
+    one built with other settings is refused with the fields that differ."""
+    config.validate()
+    out = config.output
+    out.mkdir(parents=True, exist_ok=True)
+    with CacheLock(out):
+        for path in remove_stale_tmp_files(out):
+            log.info("removed %s left by an interrupted run", path)
+        idf_source, idf = _idf_source(config)
+        request = _request(config, idf_source)
+        if (out / MANIFEST_FILE).exists():
+            manifest = read_manifest(out)
+            _check_same_request(request, manifest, out)
+            (out / PLAN_FILE).unlink(missing_ok=True)
+            log.info("%s is already complete with these settings (fingerprint %s): nothing to do", out, manifest["fingerprint"][:12])
+            return manifest
+        if (out / PLAN_FILE).exists():
+            plan = read_json(out / PLAN_FILE)
+            _check_same_request(request, plan, out)
+            if plan["idf"] is not None:
+                idf = IdfTable.load(out / IDF_FILE)
+                if idf.content_sha256() != plan["idf"]["content_sha256"]:
+                    raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
+            log.info("found an unfinished run in %s with the same settings: resuming", out)
+        else:
+            _clear_unplanned(out)
+            plan, idf = _plan(config, request, idf, out)
+        run_info = _run_teacher(config, plan, idf, out)
+        return _finish(plan, run_info, out)

@@ -1,0 +1,87 @@
+"""Load a teacher from a local Hugging Face directory, and describe it without loading it."""
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from distilcache.cache_format.hashing import sha256_file
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+class TeacherError(ValueError):
+    pass
+
+
+def _config(teacher_dir: Path) -> dict[str, Any]:
+    config_path = teacher_dir / "config.json"
+    if not config_path.is_file():
+        raise TeacherError(f"{teacher_dir}: no config.json; --teacher must be a local Hugging Face model directory")
+    return json.loads(config_path.read_text(encoding="utf-8"))
+
+
+def describe_teacher(teacher_dir: Path) -> dict[str, Any]:
+    """Identity of a teacher: architecture, sizes and sha256 of the files that determine its outputs."""
+    teacher_dir = Path(teacher_dir)
+    config = _config(teacher_dir)
+    weight_files = sorted({p for pattern in WEIGHT_PATTERNS for p in teacher_dir.glob(pattern)})
+    if not weight_files:
+        raise TeacherError(f"{teacher_dir}: no weight files (*.safetensors or pytorch_model*.bin)")
+    files = {p.name: sha256_file(p) for p in [teacher_dir / "config.json", *weight_files]}
+    return {
+        "name": teacher_dir.resolve().name,
+        "architecture": (config.get("architectures") or [config.get("model_type", "unknown")])[0],
+        "model_type": config.get("model_type"),
+        "hidden_size": config.get("hidden_size"),
+        "num_layers": config.get("num_hidden_layers"),
+        "max_position_embeddings": config.get("max_position_embeddings"),
+        "files": files,
+    }
+
+
+def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir), local_files_only=True)
+    if not tokenizer.is_fast:
+        raise TeacherError(f"{teacher_dir}: its tokenizer has no fast (Rust) version, which IDF pooling needs for offsets")
+    return tokenizer
+
+
+def load_model(teacher_dir: Path, device: torch.device) -> torch.nn.Module:
+    model = AutoModel.from_pretrained(str(teacher_dir), local_files_only=True)
+    return model.to(device).eval()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise TeacherError("--device cuda was asked for but no CUDA device is available")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto: bf16 on CUDA where supported, else fp16 there; fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+    """Hidden states of `layer` (-1 = last; 0 = embeddings, as in hidden_states)."""
+    if layer == -1:
+        return model(**inputs).last_hidden_state
+    return model(**inputs, output_hidden_states=True).hidden_states[layer]

@@ -1,0 +1,10 @@
+"""LTD-BERT weighting: jieba words -> corpus IDF -> per-character weights -> per-token weights.
+
+Pure functions over numpy and pyarrow; no torch, so students and readers share them.
+"""
+
+from distilcache.weighting.idf import IdfTable, idf_value
+from distilcache.weighting.segment import SEGMENTER, segment
+from distilcache.weighting.weights import char_weights, token_weights
+
+__all__ = ["IdfTable", "SEGMENTER", "char_weights", "idf_value", "segment", "token_weights"]

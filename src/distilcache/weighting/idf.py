@@ -1,0 +1,83 @@
+"""Word document frequencies over a corpus and the IDF rule idf(w) = ln((1+N)/(1+df(w))) + 1."""
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distilcache.weighting.segment import segment
+
+FORMULA = "ln((1+N)/(1+df))+1"
+_N_KEY = b"distilcache.num_documents"
+
+
+def idf_value(df: int, num_documents: int) -> float:
+    return math.log((1 + num_documents) / (1 + df)) + 1.0
+
+
+@dataclass
+class IdfTable:
+    """Document frequencies of words over `num_documents` texts."""
+
+    num_documents: int = 0
+    df: Counter = field(default_factory=Counter)
+    _idf: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+
+    def add_document(self, text: str) -> None:
+        self.num_documents += 1
+        self.df.update(set(segment(text)))
+        self._idf.clear()
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> "IdfTable":
+        table = cls()
+        for text in texts:
+            table.add_document(text)
+        return table
+
+    @property
+    def unknown_idf(self) -> float:
+        """The idf of a word the table has never seen (df = 0)."""
+        return idf_value(0, self.num_documents)
+
+    def idf(self, word: str) -> float:
+        if not self._idf:
+            self._idf = {w: idf_value(n, self.num_documents) for w, n in self.df.items()}
+        return self._idf.get(word, self.unknown_idf)
+
+    def content_sha256(self) -> str:
+        """A hash of N and the (word, df) pairs, independent of file encoding or library versions."""
+        digest = hashlib.sha256(f"N={self.num_documents}\n".encode())
+        for word in sorted(self.df):
+            digest.update(f"{word}\t{self.df[word]}\n".encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    def to_arrow(self) -> pa.Table:
+        words = sorted(self.df)
+        dfs = [self.df[w] for w in words]
+        table = pa.table(
+            {"word": pa.array(words, pa.string()), "df": pa.array(dfs, pa.int64()),
+             "idf": pa.array([idf_value(n, self.num_documents) for n in dfs], pa.float64())}
+        )
+        return table.replace_schema_metadata({_N_KEY: str(self.num_documents).encode()})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, source: str = "table") -> "IdfTable":
+        metadata = table.schema.metadata or {}
+        if _N_KEY not in metadata:
+            raise ValueError(f"{source}: IDF table lacks the '{_N_KEY.decode()}' schema metadata")
+        for column in ("word", "df"):
+            if column not in table.column_names:
+                raise ValueError(f"{source}: IDF table has no '{column}' column")
+        words = table["word"].to_pylist()
+        dfs = table["df"].to_pylist()
+        return cls(num_documents=int(metadata[_N_KEY]), df=Counter(dict(zip(words, dfs))))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "IdfTable":
+        return cls.from_arrow(pq.read_table(path), source=str(path))
