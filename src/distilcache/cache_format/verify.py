@@ -16,7 +16,8 @@ from distilcache.cache_format.schema import shard_schema
 def listed_files(manifest: dict[str, Any]) -> dict[str, str]:
     """Every file the manifest vouches for, relative path -> sha256."""
     files = {entry["file"]: entry["sha256"] for entry in manifest["shards"]}
-    files[manifest["idf"]["file"]] = manifest["idf"]["sha256"]
+    if manifest["idf"] is not None:  # only IDF pooling has a table
+        files[manifest["idf"]["file"]] = manifest["idf"]["sha256"]
     files[manifest["rejected"]["file"]] = manifest["rejected"]["sha256"]
     files.update(manifest["tokenizer"]["files"])
     return files

@@ -35,6 +35,11 @@ class InputSpec:
             raise InputError(f"{self.path}: unknown input format {self.path.suffix!r}; expected one of {sorted(FORMATS)}")
         return fmt
 
+    def check(self) -> None:
+        """Fail early on an unknown format or a missing file."""
+        if self.format and not self.path.is_file():
+            raise InputError(f"{self.path}: input file not found")
+
     def row_id(self, row_number: int) -> str:
         return f"{self.path.stem}:{row_number}"
 
@@ -170,8 +175,7 @@ _READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "csv": _read_csv, "parquet":
 
 
 def iter_input(spec: InputSpec) -> Iterator[Record | Rejection]:
-    if not spec.path.is_file():
-        raise InputError(f"{spec.path}: input file not found")
+    spec.check()
     yield from _READERS[spec.format](spec)
 
 

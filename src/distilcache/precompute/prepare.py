@@ -17,7 +17,7 @@ class PoolingConfig:
     mode: str = "idf"
     layer: int = -1
     smoothing: float = 0.1
-    max_length: int = 256
+    max_length: int | None = None  # teacher tokens, specials included; None: min(256, the teacher's positions)
     normalize: bool = False
 
 

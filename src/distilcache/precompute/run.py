@@ -9,7 +9,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -65,6 +65,8 @@ from distilcache.weighting.idf import FORMULA
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_LENGTH = 256
+
 
 @dataclass
 class PrecomputeConfig:
@@ -79,6 +81,7 @@ class PrecomputeConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast on CUDA)
     keep_first_duplicate: bool = False
+    teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
 
     def validate(self) -> None:
         if self.pooling.mode not in POOLING_MODES:
@@ -90,10 +93,12 @@ class PrecomputeConfig:
         for name in ("batch_size", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.pooling.max_length < 2:
+        if self.pooling.max_length is not None and self.pooling.max_length < 2:
             raise ValueError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:
             raise ValueError("at least one input is needed")
+        for spec in self.inputs:
+            spec.check()
         names = [spec.path.name for spec in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input file names must be unique (they name the rows' sources): {names}")
@@ -104,9 +109,11 @@ class PrecomputeConfig:
 
 def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides the cache's content, known before any heavy work."""
-    teacher = describe_teacher(config.teacher)
-    max_positions = teacher["max_position_embeddings"]
-    if max_positions and config.pooling.max_length > max_positions:
+    teacher = describe_teacher(config.teacher, config.teacher_name)
+    max_positions = teacher["max_position_embeddings"] or DEFAULT_MAX_LENGTH
+    if config.pooling.max_length is None:
+        config.pooling = replace(config.pooling, max_length=min(DEFAULT_MAX_LENGTH, max_positions))
+    elif config.pooling.max_length > max_positions:
         raise ValueError(f"--max-length {config.pooling.max_length} exceeds the teacher's {max_positions} positions")
     return {
         "teacher": teacher,
@@ -143,7 +150,7 @@ def _check_same_request(request: dict[str, Any], stored: dict[str, Any], where: 
     differences = [
         f"  {key}: cache has {old.get(key)!r}, this run has {new.get(key)!r}"
         for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
+        if old.get(key) != new.get(key) and key != "teacher.name"  # a label, not an identity
     ]
     if differences:
         raise CacheMismatchError(

@@ -10,6 +10,10 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from distilcache.cache_format.hashing import sha256_file
 
+TOKENIZER_FILES = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+}
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -24,16 +28,18 @@ def _config(teacher_dir: Path) -> dict[str, Any]:
     return json.loads(config_path.read_text(encoding="utf-8"))
 
 
-def describe_teacher(teacher_dir: Path) -> dict[str, Any]:
-    """Identity of a teacher: architecture, sizes and sha256 of the files that determine its outputs."""
+def describe_teacher(teacher_dir: Path, name: str | None = None) -> dict[str, Any]:
+    """Identity of a teacher: architecture, sizes and sha256 of the files that determine its outputs
+    (config, weights, tokenizer). `name` defaults to the directory's name."""
     teacher_dir = Path(teacher_dir)
     config = _config(teacher_dir)
     weight_files = sorted({p for pattern in WEIGHT_PATTERNS for p in teacher_dir.glob(pattern)})
     if not weight_files:
         raise TeacherError(f"{teacher_dir}: no weight files (*.safetensors or pytorch_model*.bin)")
-    files = {p.name: sha256_file(p) for p in [teacher_dir / "config.json", *weight_files]}
+    tokenizer_files = sorted(p for p in teacher_dir.iterdir() if p.name in TOKENIZER_FILES)
+    files = {p.name: sha256_file(p) for p in [teacher_dir / "config.json", *weight_files, *tokenizer_files]}
     return {
-        "name": teacher_dir.resolve().name,
+        "name": name or teacher_dir.resolve().name,
         "architecture": (config.get("architectures") or [config.get("model_type", "unknown")])[0],
         "model_type": config.get("model_type"),
         "hidden_size": config.get("hidden_size"),

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny BERT teacher built on the fly from the test corpus (no downloads)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+ZH = ["我的儿子在哪儿？", "今天天气很好，我们去公园散步吧。", "这家酒店的服务非常好", "他在北京大学读书", "我不喜欢这本书"]
+EN = ["Where is my son?", "The weather is nice today, let's walk in the park.", "This hotel has great service",
+      "He studies at Peking University", "I do not like this book"]
+MIXED = ["我用Python写代码", "今天的meeting改到3点", "BERT模型很大，LSTM很小"]
+CORPUS = ZH + EN + MIXED
+
+
+def build_vocab(texts: list[str]) -> list[str]:
+    """[PAD]/[UNK]/[CLS]/[SEP]/[MASK], every character, lowercased words and their '##' suffix pieces."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces: set[str] = set()
+    for text in texts:
+        for ch in text.lower():
+            if not ch.isspace():
+                pieces.add(ch)
+                pieces.add("##" + ch)
+        for word in re.findall(r"[a-z]+", text.lower()):
+            pieces.add(word)
+    return specials + sorted(pieces)
+
+
+def make_teacher(directory: Path, texts: list[str] = CORPUS, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(build_vocab(texts)) + "\n", encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
+    config = BertConfig(
+        vocab_size=len(build_vocab(texts)), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=hidden * 2, max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(str(directory))
+    # loading from vocab.txt builds the fast (Rust) WordPiece tokenizer; saving writes tokenizer.json too
+    AutoTokenizer.from_pretrained(str(directory)).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
