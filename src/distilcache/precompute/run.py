@@ -50,7 +50,7 @@ from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry,
 from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
 from distilcache.precompute.pooling import POOLING_MODES, pool
 from distilcache.precompute.prefetch import prefetch
-from distilcache.precompute.prepare import PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
 from distilcache.precompute.teacher import (
     autocast,
     describe_teacher,
@@ -276,26 +276,32 @@ def _save_tokenizer(teacher_dir: Path, out: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- teacher pass: shard by shard
 
 
+SORT_WINDOW = 8192  # rows prepared and length-sorted together: fine-grained overlap, little padding
+
+
 @dataclass
-class _ShardWork:
-    index: int
+class _Piece:
+    shard: int
     rows: list[PreparedRow]
+    batches: list[Batch]
+    last: bool  # the shard's final piece
 
 
 def _records(config: PrecomputeConfig) -> Iterator[Record]:
     return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
 
 
-def _shard_work(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, idf: IdfTable | None) -> Iterator[tuple[_ShardWork, list]]:
-    """Runs in the prefetch thread: tokenise and weight each shard still to do, cut it into batches."""
+def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, idf: IdfTable | None) -> Iterator[_Piece]:
+    """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
     records = _records(config)
     for index in range(plan["num_shards"]):
         chunk = list(islice(records, config.shard_size))
         if index not in todo:
             continue
-        rows = prepare_rows(chunk, tokenizer, config.pooling, idf)
-        batches = list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0))
-        yield _ShardWork(index, rows), batches
+        for start in range(0, len(chunk), SORT_WINDOW):
+            rows = prepare_rows(chunk[start : start + SORT_WINDOW], tokenizer, config.pooling, idf)
+            batches = list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0))
+            yield _Piece(index, rows, batches, last=start + SORT_WINDOW >= len(chunk))
 
 
 def _expected_rows(plan: dict[str, Any], index: int) -> int:
@@ -357,9 +363,11 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     log.info("teacher %s on %s (%s), %d shard(s) to compute", plan["teacher"]["name"], device, precision, len(todo))
     with tqdm(total=plan["total_rows"], initial=sum(_expected_rows(plan, i) for i in done), desc="precompute",
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
-        for work, batches in prefetch(_shard_work(config, plan, todo, tokenizer, idf), depth=2):
-            vectors = np.empty((len(work.rows), dim), dtype=np.float32)
-            for batch in batches:
+        shard_rows: list[PreparedRow] = []
+        shard_vectors: list[np.ndarray] = []
+        for piece in prefetch(_pieces(config, plan, todo, tokenizer, idf), depth=4):
+            vectors = np.empty((len(piece.rows), dim), dtype=np.float32)
+            for batch in piece.batches:
                 inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
                           "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
                 with autocast(device, precision):
@@ -367,8 +375,12 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
                 pooled = pool(hidden, batch.weights.to(device, non_blocking=True), config.pooling.normalize)
                 vectors[batch.rows] = pooled.cpu().numpy()
                 bar.update(len(batch.rows))
-            write_shard(out, work.index, _shard_table(work.rows, vectors, dim, config.dtype))
-            rows_done += len(work.rows)
+            shard_rows += piece.rows
+            shard_vectors.append(vectors)
+            if piece.last:
+                write_shard(out, piece.shard, _shard_table(shard_rows, np.concatenate(shard_vectors), dim, config.dtype))
+                rows_done += len(shard_rows)
+                shard_rows, shard_vectors = [], []
     seconds = time.perf_counter() - started
     run_info |= {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
     return run_info
