@@ -97,6 +97,8 @@ class PrecomputeConfig:
             raise ValueError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:
             raise ValueError("at least one input is needed")
+        if self.idf_file is not None and self.pooling.mode != "idf":
+            raise ValueError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
         for spec in self.inputs:
             spec.check()
         names = [spec.path.name for spec in self.inputs]
