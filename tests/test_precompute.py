@@ -232,3 +232,11 @@ def test_a_shard_prepared_in_several_windows_equals_one_prepared_at_once(teacher
     one, windows = open_cache(tmp_path / "one"), open_cache(tmp_path / "windows")
     assert one.table(["id", "token_ids", "weights"]).equals(windows.table(["id", "token_ids", "weights"]))
     np.testing.assert_allclose(one.vectors(), windows.vectors(), atol=2e-3)
+
+
+def test_bf16_autocast_runs_on_cpu_and_stays_close_to_fp32(teacher_dir, corpus, tmp_path):
+    """The reduced-precision path CUDA uses by default, exercised on the CPU (CI has no GPU)."""
+    precompute(_config(teacher_dir, [corpus], tmp_path / "fp32"))
+    manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "bf16", precision="bf16"))
+    assert manifest["run"]["precision"] == "bf16"
+    assert _cosine(open_cache(tmp_path / "fp32").vectors(), open_cache(tmp_path / "bf16").vectors()).min() >= 0.99

@@ -9,7 +9,7 @@ from transformers import PreTrainedTokenizerBase
 
 from distilcache.precompute.inputs import Record
 from distilcache.precompute.pooling import position_weights
-from distilcache.weighting import IdfTable, char_weights, token_weights
+from distilcache.weighting import IdfTable, weighted_tokens
 
 
 @dataclass(frozen=True)
@@ -43,37 +43,21 @@ class Batch:
 def prepare_rows(
     records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None
 ) -> list[PreparedRow]:
-    texts = [r.text for r in records]
-    encoded = tokenizer(
-        texts,
-        truncation=True,
-        max_length=pooling.max_length,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-        return_attention_mask=False,
-    )
-    rows = []
-    for record, encoding in zip(records, encoded.encodings):
-        special = np.asarray(encoding.special_tokens_mask, dtype=bool)
-        content_positions = np.flatnonzero(~special)
-        ids = np.asarray(encoding.ids, dtype=np.int32)
-        if pooling.mode == "idf":
-            offsets = [encoding.offsets[i] for i in content_positions]
-            weights = token_weights(char_weights(record.text, idf, pooling.smoothing), offsets)
-        else:  # students pool uniformly when the teacher used mean or CLS pooling
-            weights = np.full(len(content_positions), 1.0 / max(len(content_positions), 1), dtype=np.float32)
-        rows.append(
-            PreparedRow(
-                id=record.id,
-                text=record.text,
-                input_ids=encoding.ids,
-                token_ids=ids[content_positions],
-                weights=weights,
-                position_weights=position_weights(pooling.mode, len(ids), content_positions, weights),
-                truncated=len(encoding.overflowing) > 0,
-            )
+    # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
+    tokens = weighted_tokens([r.text for r in records], tokenizer, pooling.max_length,
+                             idf if pooling.mode == "idf" else None, pooling.smoothing)
+    return [
+        PreparedRow(
+            id=record.id,
+            text=record.text,
+            input_ids=t.input_ids,
+            token_ids=t.token_ids,
+            weights=t.weights,
+            position_weights=position_weights(pooling.mode, len(t.input_ids), t.content_positions, t.weights),
+            truncated=t.truncated,
         )
-    return rows
+        for record, t in zip(records, tokens)
+    ]
 
 
 def length_sorted_batches(rows: list[PreparedRow], batch_size: int, pad_id: int) -> Iterator[Batch]:

@@ -5,6 +5,9 @@ Pure functions over numpy and pyarrow; no torch, so students and readers share t
 
 from distilcache.weighting.idf import IdfTable, idf_value
 from distilcache.weighting.segment import SEGMENTER, segment
+from distilcache.weighting.tokens import WeightedTokens, weighted_tokens
 from distilcache.weighting.weights import char_weights, token_weights
 
-__all__ = ["IdfTable", "SEGMENTER", "char_weights", "idf_value", "segment", "token_weights"]
+__all__ = [
+    "IdfTable", "SEGMENTER", "WeightedTokens", "char_weights", "idf_value", "segment", "token_weights", "weighted_tokens",
+]

@@ -1,0 +1,54 @@
+"""Texts -> tokenizer tokens with their LTD-BERT weights: what precompute stores and students encode."""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from distilcache.weighting.idf import IdfTable
+from distilcache.weighting.weights import char_weights, token_weights
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class WeightedTokens:
+    input_ids: list[int]  # with special tokens, as a teacher reads them
+    content_positions: np.ndarray  # where the non-special tokens sit in input_ids
+    token_ids: np.ndarray  # int32, the non-special tokens
+    weights: np.ndarray  # float32 aligned with token_ids, sum 1 (empty when no token is left)
+    truncated: bool
+
+
+def weighted_tokens(
+    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float
+) -> list[WeightedTokens]:
+    """Tokenise with offsets (truncating to max_length tokens, specials included) and weight each
+    non-special token by the IDF rule; with idf=None every token weighs the same."""
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+    )
+    result = []
+    for text, encoding in zip(texts, encoded.encodings):
+        content_positions = np.flatnonzero(~np.asarray(encoding.special_tokens_mask, dtype=bool))
+        if idf is not None:
+            offsets = [encoding.offsets[i] for i in content_positions]
+            weights = token_weights(char_weights(text, idf, smoothing), offsets)
+        else:
+            weights = np.full(len(content_positions), 1.0 / max(len(content_positions), 1), dtype=np.float32)
+        result.append(
+            WeightedTokens(
+                input_ids=encoding.ids,
+                content_positions=content_positions,
+                token_ids=np.asarray(encoding.ids, dtype=np.int32)[content_positions],
+                weights=weights,
+                truncated=len(encoding.overflowing) > 0,
+            )
+        )
+    return result
