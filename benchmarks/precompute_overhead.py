@@ -32,7 +32,8 @@ import transformers
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute.prepare import length_sorted_batches, prepare_rows
 from distilcache.precompute.inputs import Record
-from distilcache.precompute.teacher import autocast, load_model, load_tokenizer, resolve_device, resolve_precision
+from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.precompute.teacher import load_model, load_tokenizer
 from distilcache.weighting import IdfTable
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

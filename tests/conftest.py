@@ -49,6 +49,19 @@ def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_teacher(tmp_path_factory.mktemp("teacher"))
 
 
+def recombined_sentences(count: int, seed: int = 0) -> list[str]:
+    """Distinct new sentences made of the corpus's characters and words (all in the tiny vocab)."""
+    import random
+
+    rng = random.Random(seed)
+    units = sorted({ch for text in ZH for ch in text} | {w for text in EN for w in re.findall(r"[A-Za-z]+", text)})
+    sentences: dict[str, None] = {}
+    while len(sentences) < count:
+        words = rng.sample(units, rng.randint(3, 12))
+        sentences["".join(w if not w.isascii() else f" {w} " for w in words).strip()] = None
+    return list(sentences)
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""distilcache precompute | inspect | verify | demo — parse arguments, call the library."""
+"""distilcache precompute | inspect | verify | train | encode | demo — parse arguments, call the library."""
 
 import argparse
 import json
@@ -25,6 +25,8 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--export-seed-layers", type=int, default=0, metavar="K",
+                        help="also store the teacher's embeddings and K evenly spaced layers, to seed transformer students")
     parser.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error",
                         help="a repeated id stops the run (default) or is rejected and counted")
 
@@ -45,6 +47,7 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         precision=args.precision,
         keep_first_duplicate=args.on_duplicate_id == "keep-first",
         teacher_name=teacher_name,
+        export_seed_layers=args.export_seed_layers,
     )
 
 
@@ -120,6 +123,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from distilcache.train import TrainConfig, train
+
+    options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    summary = train(TrainConfig(**options))
+    print(f"student {args.output}: {summary['student']}, {summary['parameters']} parameters, held-out fidelity "
+          f"{summary['best_val_fidelity']:.4f} (epoch {summary['best_epoch']}; untrained {summary['untrained_fidelity']:.4f})")
+    return 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from distilcache.cache_format import write_parquet_atomic
+    from distilcache.precompute.inputs import InputSpec, Record, iter_corpus
+    from distilcache.student import load_student
+    from distilcache.devices import resolve_device
+
+    student = load_student(args.model, device=resolve_device(args.device))
+    specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field) for p in args.input]
+    records, rejections = [], []
+    for item in iter_corpus(specs):
+        (records if isinstance(item, Record) else rejections).append(item)
+    vectors = student.encode([r.text for r in records], batch_size=args.batch_size, normalize_embeddings=args.normalize,
+                             show_progress_bar=True)
+    table = pa.table({
+        "id": pa.array([r.id for r in records], pa.string()),
+        "text": pa.array([r.text for r in records], pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), student.dim),
+    })
+    write_parquet_atomic(table, args.output)
+    rejected_path = args.output.with_name(args.output.stem + ".rejected.jsonl")
+    if rejections:
+        rejected_path.write_text("".join(r.to_json() + "\n" for r in rejections), encoding="utf-8")
+    print(f"{args.output}: {len(records)} vectors of dim {student.dim}"
+          + (f"; {len(rejections)} rows rejected, see {rejected_path}" if rejections else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilcache", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -144,6 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", type=Path)
     p.set_defaults(run=_cmd_verify)
 
+    p = commands.add_parser("train", help="train a student against a cache (the teacher is never loaded)")
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True, help="student directory (also holds checkpoint.pt, train_log.jsonl)")
+    p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
+    p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
+    p.add_argument("--hidden", type=int, help="LSTM size per direction (default teacher dim / 2) or transformer width (default 256)")
+    p.add_argument("--embedding-dim", type=int, default=256, help="BiLSTM token embedding size (default 256)")
+    p.add_argument("--heads", type=int, default=4, help="transformer attention heads (default 4)")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--init", choices=["random", "seed"], default="random",
+                   help="seed: start a transformer from the teacher layers the cache stores (precompute --export-seed-layers)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3 bilstm, 5e-4 transformer, 1e-4 seeded)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=float, default=0.05, help="warm-up, as a fraction of all steps")
+    p.add_argument("--schedule", choices=["linear", "cosine"], default="linear", help="decay after warm-up")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--loss", choices=["cosine", "mse", "mix"], default="cosine")
+    p.add_argument("--mse-weight", type=float, default=0.5, help="the MSE share of --loss mix")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="held-out rows, chosen by id hash (default 0.05)")
+    p.add_argument("--patience", type=int, default=3, help="epochs without a better held-out fidelity before stopping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 autocast on CUDA, else fp32")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("encode", help="encode texts with a trained student into a Parquet file of vectors")
+    p.add_argument("--model", type=Path, required=True, help="student directory")
+    p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv or .parquet")
+    p.add_argument("--output", type=Path, required=True, help="vectors.parquet: id, text, vector")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_cmd_encode)
+
     p = commands.add_parser("demo", help="precompute the embedded default: all-MiniLM-L6-v2 over 8,708 HSK sentences (zh + en)")
     p.add_argument("--workdir", type=Path, default=Path("demo"), help="where the corpus and cache go (default ./demo)")
     _add_precompute_options(p)
@@ -155,11 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from distilcache.precompute import InputError
-    from distilcache.precompute.teacher import TeacherError
 
     try:
         return args.run(args)
-    except (CacheError, InputError, TeacherError, ValueError) as exc:
+    except (CacheError, InputError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"distilcache {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

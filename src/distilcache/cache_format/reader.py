@@ -59,8 +59,7 @@ class Cache:
     def vectors(self, dtype: str = "float32") -> np.ndarray:
         """The teacher vectors as one (num_rows, dim) array."""
         column = self.table(["vector"])["vector"].combine_chunks()
-        flat = column.values.to_numpy(zero_copy_only=False)
-        return flat.reshape(len(column), self.dim).astype(dtype, copy=False)
+        return column.flatten().to_numpy().reshape(len(column), self.dim).astype(dtype, copy=False)
 
     def idf(self) -> pa.Table:
         return pq.read_table(self.path / self.manifest["idf"]["file"])

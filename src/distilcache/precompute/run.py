@@ -51,15 +51,9 @@ from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_cor
 from distilcache.precompute.pooling import POOLING_MODES, pool
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
-from distilcache.precompute.teacher import (
-    autocast,
-    describe_teacher,
-    forward_layer,
-    load_model,
-    load_tokenizer,
-    resolve_device,
-    resolve_precision,
-)
+from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.precompute.seed import SEED_DIR, export_seed_layers, seed_entry, seed_layer_indices
+from distilcache.precompute.teacher import describe_teacher, forward_layer, load_model, load_tokenizer
 from distilcache.weighting import SEGMENTER, IdfTable
 from distilcache.weighting.idf import FORMULA
 
@@ -82,6 +76,7 @@ class PrecomputeConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast on CUDA)
     keep_first_duplicate: bool = False
     teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
+    export_seed_layers: int = 0  # store the teacher's embeddings + K evenly spaced layers for students
 
     def validate(self) -> None:
         if self.pooling.mode not in POOLING_MODES:
@@ -117,6 +112,8 @@ def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, 
         config.pooling = replace(config.pooling, max_length=min(DEFAULT_MAX_LENGTH, max_positions))
     elif config.pooling.max_length > max_positions:
         raise ValueError(f"--max-length {config.pooling.max_length} exceeds the teacher's {max_positions} positions")
+    if config.export_seed_layers:
+        seed_layer_indices(teacher["num_layers"], config.export_seed_layers)  # fail before any work
     return {
         "teacher": teacher,
         "pooling": vars(config.pooling).copy(),
@@ -126,6 +123,7 @@ def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, 
         "inputs": [spec.describe() | {"sha256": sha256_file(spec.path)} for spec in config.inputs],
         "shard_size": config.shard_size,
         "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
+        "export_seed_layers": config.export_seed_layers,
     }
 
 
@@ -180,7 +178,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
 # ---------------------------------------------------------------- plan: one pass over the inputs
 
 
-_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, LOCK_FILE}
+_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, LOCK_FILE}
 
 
 def _clear_unplanned(out: Path) -> None:
@@ -195,6 +193,7 @@ def _clear_unplanned(out: Path) -> None:
     for name in (IDF_FILE, REJECTED_FILE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+    shutil.rmtree(out / SEED_DIR, ignore_errors=True)
 
 
 def _read_pass(config: PrecomputeConfig, idf: IdfTable | None) -> tuple[dict[str, Counter], list[Rejection]]:
@@ -356,10 +355,15 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     run_info = {"device": str(device), "precision": precision, "batch_size": config.batch_size,
                 "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
                 "resumed_shards": len(done)}
-    if not todo:
+    need_seed = config.export_seed_layers > 0 and not (out / SEED_DIR).exists()
+    if not todo and not need_seed:
         return run_info
     tokenizer = load_tokenizer(out / TOKENIZER_DIR)
     model = load_model(config.teacher, device)
+    if need_seed:
+        export_seed_layers(model, config.export_seed_layers, out)
+    if not todo:
+        return run_info
     dim = plan["vector"]["dim"]
     started, rows_done = time.perf_counter(), 0
     log.info("teacher %s on %s (%s), %d shard(s) to compute", plan["teacher"]["name"], device, precision, len(todo))
@@ -403,6 +407,7 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "shards": shards,
         "total_rows": sum(entry["rows"] for entry in shards),
+        "seed": seed_entry(out, plan["export_seed_layers"], plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "stats": {"truncated_rows": stats["truncated_rows"], "rows_without_tokens": stats["rows_without_tokens"]},
         "run": run_info,
     }

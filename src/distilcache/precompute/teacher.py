@@ -1,6 +1,5 @@
 """Load a teacher from a local Hugging Face directory, and describe it without loading it."""
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -59,31 +58,6 @@ def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
 def load_model(teacher_dir: Path, device: torch.device) -> torch.nn.Module:
     model = AutoModel.from_pretrained(str(teacher_dir), local_files_only=True)
     return model.to(device).eval()
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TeacherError("--device cuda was asked for but no CUDA device is available")
-    return resolved
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto: bf16 on CUDA where supported, else fp16 there; fp32 on CPU."""
-    if precision != "auto":
-        return precision
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""A trained student as a product: `load_student(dir).encode(texts) -> np.ndarray`.
+
+A student directory (see train/persistence.py) holds everything encode needs: weights, tokenizer
+and the IDF table, applied with the same rule precompute used.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from distilcache.train.data import pad_batch
+from distilcache.train.models import StudentModel
+from distilcache.train.persistence import IDF_FILE, load_student_model
+from distilcache.weighting import IdfTable, weighted_tokens
+
+ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
+
+
+class Student:
+    """A loaded student: encode texts exactly as precompute weighted them, without any teacher."""
+
+    def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None):
+        self.directory = directory
+        self.info = info
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.idf = idf
+        self.device = next(model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.output_dim
+
+    def to(self, device: str | torch.device) -> "Student":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 256,
+        show_progress_bar: bool | None = None,
+        normalize_embeddings: bool = False,
+    ) -> np.ndarray:
+        """Vectors (len(texts), dim) as float32; a single string gives one (dim,) vector.
+        Empty or all-unknown texts still get finite vectors."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        pooling = self.info["pooling"]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        show = len(texts) > batch_size if show_progress_bar is None else show_progress_bar
+        with tqdm(total=len(texts), disable=not show, desc="encode", unit=" sent") as bar, torch.inference_mode():
+            for start in range(0, len(texts), ENCODE_WINDOW):
+                window = texts[start : start + ENCODE_WINDOW]
+                tokens = weighted_tokens(window, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
+                order = np.argsort([len(t.token_ids) for t in tokens], kind="stable")
+                for b in range(0, len(order), batch_size):
+                    members = order[b : b + batch_size]
+                    batch = pad_batch([tokens[i].token_ids for i in members], [tokens[i].weights for i in members],
+                                      self.model.config.pad_id).to(self.device)
+                    vectors = self.model(batch.token_ids, batch.lengths, batch.weights).float()
+                    if normalize_embeddings:
+                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                    out[start + members] = vectors.cpu().numpy()
+                    bar.update(len(members))
+        return out[0] if single else out
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix (len(a), len(b))."""
+        a, b = np.atleast_2d(a).astype(np.float32), np.atleast_2d(b).astype(np.float32)
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T
+
+
+def load_student(directory: str | Path, device: str | torch.device = "cpu") -> Student:
+    """Load a student directory written by `distilcache train`; needs nothing outside it."""
+    directory = Path(directory)
+    info, model = load_student_model(directory)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    idf = IdfTable.load(directory / IDF_FILE) if info["pooling"]["mode"] == "idf" else None
+    return Student(directory, info, model, tokenizer, idf).to(device)

@@ -1,0 +1,106 @@
+"""Cache rows as flat numpy arrays, a deterministic held-out split, and length-grouped padded batches."""
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from distilcache.cache_format import Cache
+
+GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
+
+
+@dataclass
+class CacheRows:
+    """token_ids / weights of row i are values[offsets[i]:offsets[i+1]]; vectors[i] is its teacher vector."""
+
+    ids: list[str]
+    offsets: np.ndarray  # int64, (rows + 1,)
+    token_ids: np.ndarray  # int32
+    weights: np.ndarray  # float32
+    vectors: np.ndarray  # (rows, dim), the cache's dtype
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _flat_list(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    array = column.combine_chunks()
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    values = array.values.to_numpy()[offsets[0] : offsets[-1]]
+    return offsets - offsets[0], values
+
+
+def load_rows(cache: Cache) -> CacheRows:
+    """Read the training columns once (shards are memory-mapped; nothing is re-tokenised)."""
+    table = cache.table(["id", "token_ids", "weights", "vector"])
+    offsets, token_ids = _flat_list(table["token_ids"])
+    weight_offsets, weights = _flat_list(table["weights"])
+    if not np.array_equal(offsets, weight_offsets):
+        raise ValueError(f"{cache.path}: token_ids and weights are not aligned")
+    vectors = table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, cache.dim)
+    return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
+
+
+def split_by_id(ids: Sequence[str], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out row indices; a row's side depends on its id alone, so it never moves
+    between runs, seeds or students."""
+    scores = np.array([int.from_bytes(hashlib.sha256(i.encode("utf-8")).digest()[:8], "big") / 2**64 for i in ids])
+    held_out = scores < val_fraction
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+@dataclass
+class PaddedBatch:
+    token_ids: torch.Tensor  # (batch, tokens) long, padded with pad_id
+    lengths: torch.Tensor  # (batch,) long, >= 1
+    weights: torch.Tensor  # (batch, tokens) float, 0 on padding, rows sum to 1
+
+    def to(self, device: torch.device) -> "PaddedBatch":
+        return PaddedBatch(*(t.to(device, non_blocking=True) for t in (self.token_ids, self.lengths, self.weights)))
+
+
+def pad_batch(token_lists: Sequence[np.ndarray], weight_lists: Sequence[np.ndarray], pad_id: int) -> PaddedBatch:
+    """A text without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
+    lengths = np.array([max(len(t), 1) for t in token_lists], dtype=np.int64)
+    token_ids = np.full((len(token_lists), lengths.max(initial=1)), pad_id, dtype=np.int64)
+    weights = np.zeros(token_ids.shape, dtype=np.float32)
+    for row, (tokens, w) in enumerate(zip(token_lists, weight_lists)):
+        if len(tokens):
+            token_ids[row, : len(tokens)] = tokens
+            weights[row, : len(tokens)] = w
+        else:
+            weights[row, 0] = 1.0
+    return PaddedBatch(torch.from_numpy(token_ids), torch.from_numpy(lengths), torch.from_numpy(weights))
+
+
+def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Cut indices into batches of similar length. With rng: shuffle rows, sort within groups of
+    GROUP_BATCHES batches, shuffle the batch order. Without: plain length order (evaluation)."""
+    if rng is None:
+        ordered = indices[np.argsort(lengths[indices], kind="stable")]
+        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    shuffled = rng.permutation(indices)
+    group = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, len(shuffled), group):
+        members = shuffled[start : start + group]
+        members = members[np.argsort(lengths[members], kind="stable")]
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Iterator[tuple[PaddedBatch, torch.Tensor]]:
+    """(padded inputs, float32 teacher vectors) per batch."""
+    for members in batches:
+        tokens = [rows.token_ids[rows.offsets[i] : rows.offsets[i + 1]] for i in members]
+        weights = [rows.weights[rows.offsets[i] : rows.offsets[i + 1]] for i in members]
+        targets = torch.from_numpy(rows.vectors[members].astype(np.float32))
+        yield pad_batch(tokens, weights, pad_id), targets

@@ -1,0 +1,249 @@
+"""The training loop, top to bottom: cache -> batches -> student -> loss -> checkpoints.
+
+Each epoch draws its order and its dropout noise from (seed, epoch) alone, so a run resumed
+from the checkpoint of epoch k continues exactly as an uninterrupted run would.
+"""
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from distilcache.cache_format import IDF_FILE, open_cache
+from distilcache.cache_format.hashing import sha256_json
+from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.train.data import iter_batches, length_grouped, load_rows, split_by_id
+from distilcache.train.losses import LOSSES, distillation_loss
+from distilcache.train.models import StudentConfig, StudentModel, build_student, seed_config
+from distilcache.train.persistence import save_student
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "train_log.jsonl"
+SUMMARY_FILE = "summary.json"
+DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 1e-4}
+
+
+@dataclass
+class TrainConfig:
+    cache: Path
+    output: Path
+    student: str = "bilstm"  # bilstm | transformer
+    layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
+    hidden: int | None = None  # default: teacher dim / 2 per direction (bilstm), 256 (transformer)
+    embedding_dim: int = 256  # bilstm
+    heads: int = 4  # transformer
+    dropout: float = 0.1
+    init: str = "random"  # random | seed (transformer from the teacher layers stored in the cache)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float | None = None  # default: 2e-3 (bilstm), 5e-4 (transformer), 1e-4 (seeded transformer)
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps
+    schedule: str = "linear"  # linear | cosine decay after warm-up
+    grad_clip: float = 1.0
+    loss: str = "cosine"  # cosine | mse | mix
+    mse_weight: float = 0.5  # the MSE share of loss "mix"
+    val_fraction: float = 0.05
+    patience: int = 3  # epochs without a better held-out fidelity before stopping
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA where supported, else fp32
+    resume: bool = False
+
+    def validate(self) -> None:
+        if self.student not in ("bilstm", "transformer"):
+            raise ValueError(f"--student must be bilstm or transformer, got {self.student!r}")
+        if self.init not in ("random", "seed") or (self.init == "seed" and self.student != "transformer"):
+            raise ValueError("--init seed applies to --student transformer only")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError("--schedule must be linear or cosine")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("--val-fraction must be between 0 and 1")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("--epochs and --batch-size must be >= 1")
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the trained weights (device, precision and resume do not change the recipe)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
+                if k not in ("cache", "output", "device", "precision", "resume")}
+
+
+def _student_config(config: TrainConfig, cache_dim: int, vocab_size: int, pad_id: int, max_length: int, seed_dir: Path | None) -> StudentConfig:
+    if config.init == "seed":
+        seed = seed_config(seed_dir)
+        return StudentConfig("transformer", seed.vocab_size, cache_dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
+                             num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout)
+    if config.student == "bilstm":
+        return StudentConfig("bilstm", vocab_size, cache_dim, pad_id, config.hidden or cache_dim // 2, config.layers or 1,
+                             embedding_dim=config.embedding_dim, dropout=config.dropout)
+    return StudentConfig("transformer", vocab_size, cache_dim, pad_id, config.hidden or 256, config.layers or 2,
+                         num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout)
+
+
+def _lr_lambda(total_steps: int, warmup: float, schedule: str):
+    warmup_steps = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(model: StudentModel, rows, batches, pad_id: int, config: TrainConfig, device: torch.device, precision: str) -> dict[str, float]:
+    """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given rows."""
+    model.eval()
+    loss_sum, cosine_sum, count = 0.0, 0.0, 0
+    for inputs, targets in iter_batches(rows, batches, pad_id):
+        inputs, targets = inputs.to(device), targets.to(device)
+        with autocast(device, precision):
+            predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
+        loss_sum += distillation_loss(predicted, targets, config.loss, config.mse_weight).item() * len(targets)
+        cosine_sum += torch.nn.functional.cosine_similarity(predicted, targets, dim=-1).sum().item()
+        count += len(targets)
+    return {"loss": loss_sum / max(count, 1), "fidelity": cosine_sum / max(count, 1)}
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _write_log(output: Path, history: list[dict[str, Any]]) -> None:
+    tmp = output / f".tmp-{LOG_FILE}"
+    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
+    tmp.replace(output / LOG_FILE)
+
+
+def _cache_identity(cache) -> dict[str, str]:
+    return {"fingerprint": cache.manifest["fingerprint"], "rows_sha256": sha256_json(cache.manifest["shards"])}
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train a student on config.cache into config.output; returns the summary."""
+    config.validate()
+    cache = open_cache(config.cache)
+    identity = _cache_identity(cache)
+    output = config.output
+    checkpoint_path = output / CHECKPOINT_FILE
+    if checkpoint_path.exists() and not config.resume:
+        raise FileExistsError(f"{output} already holds a training run; pass --resume to continue it or choose another --output")
+    if config.resume and not checkpoint_path.exists():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT_FILE} in {output}")
+    output.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device, training=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(cache.tokenizer_dir), local_files_only=True)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seed_dir = cache.path / cache.manifest["seed"]["dir"] if config.init == "seed" else None
+    if config.init == "seed" and not cache.manifest.get("seed"):
+        raise ValueError(f"{cache.path} holds no seed layers; precompute with --export-seed-layers K first")
+    student_config = _student_config(config, cache.dim, len(tokenizer), pad_id, cache.manifest["pooling"]["max_length"], seed_dir)
+
+    rows = load_rows(cache)
+    train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"{len(rows)} rows split into {len(train_idx)} train / {len(val_idx)} held-out: adjust --val-fraction")
+    lengths = np.maximum(rows.lengths, 1)
+    val_batches = length_grouped(val_idx, lengths, config.batch_size, rng=None)
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+
+    torch.manual_seed(config.seed)
+    model = build_student(student_config, seed_dir).to(device)
+    lr = config.lr or DEFAULT_LR["seed" if config.init == "seed" else config.student]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * config.epochs, config.warmup, config.schedule))
+    state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+    if config.resume:
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        for key, label in (("cache", "cache"), ("settings", "training settings")):
+            expected = identity if key == "cache" else config.settings()
+            if checkpoint[key] != expected:
+                fields = sorted(k for k in expected.keys() | checkpoint[key].keys() if expected.get(k) != checkpoint[key].get(k))
+                raise ValueError(f"--resume: the {label} differ from the checkpoint's in {fields}; resume with the same ones or start a new --output")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = checkpoint["state"]
+        log.info("resuming %s after epoch %d", output, state["epoch"])
+    else:
+        untrained = evaluate(model, rows, val_batches, pad_id, config, device, precision)
+        state["untrained_fidelity"] = untrained["fidelity"]
+        log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
+
+    info = {
+        "pooling": {k: cache.manifest["pooling"][k] for k in ("mode", "smoothing", "max_length")},
+        "teacher": {k: cache.manifest["teacher"][k] for k in ("name", "architecture", "hidden_size")},
+        "cache": identity | {"path": str(cache.path.resolve())},
+        "training": config.settings() | {"lr": lr},
+    }
+    idf_file = cache.path / IDF_FILE if cache.manifest["idf"] else None
+    params = sum(p.numel() for p in model.parameters())
+    log.info("%s student, %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, params,
+             len(train_idx), len(val_idx), precision, device)
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if state["bad_epochs"] >= config.patience:
+            break
+        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        batches = length_grouped(train_idx, lengths, config.batch_size, rng=np.random.default_rng([config.seed, epoch]))
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        with tqdm(total=len(train_idx), desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
+            for inputs, targets in iter_batches(rows, batches, pad_id):
+                inputs, targets = inputs.to(device), targets.to(device)
+                with autocast(device, precision):
+                    predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
+                loss = distillation_loss(predicted, targets, config.loss, config.mse_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(targets)
+                seen += len(targets)
+                bar.update(len(targets))
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        held_out = evaluate(model, rows, val_batches, pad_id, config, device, precision)
+        seconds = time.perf_counter() - started
+        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": held_out["loss"], "val_fidelity": held_out["fidelity"],
+                 "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}
+        state["history"].append(entry)
+        log.info("epoch %d: train loss %.4f, held-out loss %.4f, fidelity %.4f", epoch, entry["train_loss"], entry["val_loss"], entry["val_fidelity"])
+        state["epoch"] = epoch
+        if held_out["fidelity"] > state["best_fidelity"]:
+            state |= {"best_fidelity": held_out["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
+            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]}, cache.tokenizer_dir, idf_file)
+        else:
+            state["bad_epochs"] += 1
+        _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                           "scheduler": scheduler.state_dict(), "state": state,
+                                           "cache": identity, "settings": config.settings()})
+        _write_log(output, state["history"])
+        if state["bad_epochs"] >= config.patience:
+            log.info("early stop: no better held-out fidelity for %d epochs", config.patience)
+
+    summary = {"student": student_config.kind, "parameters": params, "train_rows": int(len(train_idx)),
+               "val_rows": int(len(val_idx)), "untrained_fidelity": state["untrained_fidelity"],
+               "best_epoch": state["best_epoch"], "best_val_fidelity": state["best_fidelity"],
+               "epochs_run": state["epoch"], "history": state["history"]}
+    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,97 @@
+"""Student models: an encoder over teacher token ids, the teacher's weighted pooling, a projection to its dim."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, BertConfig
+
+
+@dataclass
+class StudentConfig:
+    kind: str  # "bilstm" | "transformer"
+    vocab_size: int
+    output_dim: int  # the teacher's dim
+    pad_id: int
+    hidden_size: int  # bilstm: per direction; transformer: model width
+    num_layers: int
+    embedding_dim: int = 256  # bilstm only
+    num_heads: int = 4  # transformer only
+    max_positions: int = 512  # transformer only
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BiLSTMEncoder(nn.Module):
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
+                            batch_first=True, bidirectional=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.output_dim = 2 * config.hidden_size
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        embedded = self.dropout(self.embedding(token_ids))
+        # packing keeps padding out of the backward direction
+        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=token_ids.shape[1])
+        return states
+
+
+class TransformerEncoder(nn.Module):
+    """A Hugging Face encoder (a small BERT, or the teacher's seed layers)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.output_dim = model.config.hidden_size
+
+    @classmethod
+    def fresh(cls, config: StudentConfig) -> "TransformerEncoder":
+        bert = BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+                          num_attention_heads=config.num_heads, intermediate_size=4 * config.hidden_size,
+                          max_position_embeddings=config.max_positions, pad_token_id=config.pad_id,
+                          hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
+        return cls(AutoModel.from_config(bert))
+
+    @classmethod
+    def load(cls, directory: Path) -> "TransformerEncoder":
+        return cls(AutoModel.from_pretrained(str(directory), local_files_only=True))
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(token_ids.shape[1], device=token_ids.device)[None, :] < lengths[:, None]).long()
+        return self.model(input_ids=token_ids, attention_mask=mask).last_hidden_state
+
+
+class StudentModel(nn.Module):
+    def __init__(self, config: StudentConfig, encoder: nn.Module):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        # a linear map commutes with the weighted sum (weights sum to 1), so project after pooling
+        self.projection = nn.Linear(encoder.output_dim, config.output_dim) if encoder.output_dim != config.output_dim else None
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(token_ids, lengths)
+        pooled = torch.einsum("btd,bt->bd", states.float(), weights)
+        return self.projection(pooled) if self.projection is not None else pooled
+
+
+def build_student(config: StudentConfig, seed_dir: Path | None = None) -> StudentModel:
+    """A new student; with seed_dir, a transformer starts from the teacher layers stored there."""
+    if config.kind == "bilstm":
+        return StudentModel(config, BiLSTMEncoder(config))
+    if config.kind == "transformer":
+        return StudentModel(config, TransformerEncoder.load(seed_dir) if seed_dir else TransformerEncoder.fresh(config))
+    raise ValueError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")
+
+
+def seed_config(seed_dir: Path) -> Any:
+    return AutoConfig.from_pretrained(str(seed_dir), local_files_only=True)

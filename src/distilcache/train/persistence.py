@@ -1,0 +1,61 @@
+"""The student directory: what `train` writes and `load_student` reads.
+
+distilcache_student.json   config, pooling rule, teacher and cache provenance (written last)
+model.safetensors          encoder weights (a transformer also has config.json: AutoModel loads it)
+projection.safetensors     the linear map to the teacher's dim, when the encoder's width differs
+tokenizer files, idf.parquet
+"""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from distilcache.train.models import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
+
+STUDENT_FILE = "distilcache_student.json"
+FORMAT = "distilcache-student"
+WEIGHTS_FILE = "model.safetensors"
+PROJECTION_FILE = "projection.safetensors"
+IDF_FILE = "idf.parquet"
+
+
+def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tokenizer_dir: Path, idf_file: Path | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if isinstance(model.encoder, TransformerEncoder):
+        model.encoder.model.save_pretrained(str(directory))
+    else:
+        save_file({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, str(directory / WEIGHTS_FILE))
+    projection = {k.removeprefix("projection."): v for k, v in state.items() if k.startswith("projection.")}
+    if projection:
+        save_file(projection, str(directory / PROJECTION_FILE))
+    for path in tokenizer_dir.iterdir():
+        shutil.copy2(path, directory / path.name)
+    if idf_file is not None:
+        shutil.copy2(idf_file, directory / IDF_FILE)
+    record = {"format": FORMAT, "format_version": 1, "student": model.config.to_dict()} | info
+    tmp = directory / f".tmp-{STUDENT_FILE}"
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(directory / STUDENT_FILE)
+
+
+def load_student_model(directory: Path) -> tuple[dict[str, Any], StudentModel]:
+    path = directory / STUDENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {directory} is not a distilcache student directory")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a distilcache student (format={info.get('format')!r})")
+    config = StudentConfig(**info["student"])
+    if config.kind == "transformer":
+        encoder = TransformerEncoder.load(directory)
+    else:
+        encoder = BiLSTMEncoder(config)
+        encoder.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    model = StudentModel(config, encoder)
+    if model.projection is not None:
+        model.projection.load_state_dict(load_file(str(directory / PROJECTION_FILE)))
+    return info, model.eval()

@@ -1,0 +1,159 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+from conftest import make_teacher, recombined_sentences, write_lines
+from distilcache import open_cache
+from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+from distilcache.student import load_student
+from distilcache.train import TrainConfig, train
+from distilcache.train import loop as loop_module
+from distilcache.train.data import iter_batches, length_grouped, load_rows, split_by_id
+
+SENTENCES = recombined_sentences(400)
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory) -> Path:
+    """A 400-row cache from a tiny teacher that is deleted afterwards: training must not need it."""
+    root = tmp_path_factory.mktemp("small")
+    teacher = make_teacher(root / "teacher", texts=SENTENCES)
+    corpus = write_lines(root / "train.txt", SENTENCES)
+    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=root / "cache", device="cpu",
+                                shard_size=150, export_seed_layers=1))
+    shutil.rmtree(teacher)
+    return root / "cache"
+
+
+def _train(cache: Path, output: Path, **kwargs) -> dict:
+    options = {"epochs": 4, "batch_size": 32, "val_fraction": 0.2, "device": "cpu"} | kwargs
+    return train(TrainConfig(cache=cache, output=output, **options))
+
+
+def test_the_held_out_split_depends_on_ids_only():
+    ids = [f"doc:{i}" for i in range(2000)]
+    train_a, val_a = split_by_id(ids, 0.1)
+    train_b, val_b = split_by_id(list(reversed(ids)), 0.1)
+    assert {ids[i] for i in val_a} == {ids[::-1][i] for i in val_b}
+    assert 150 < len(val_a) < 250 and len(train_a) + len(val_a) == 2000
+
+
+def test_length_grouped_batches_cover_every_row_once_with_little_padding():
+    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
+    batches = length_grouped(np.arange(1000), lengths, 10, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padding = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches)
+    random_padding = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in np.array_split(np.random.default_rng(2).permutation(1000), 100))
+    assert padding < random_padding / 5
+
+
+@pytest.mark.parametrize("student", ["bilstm", "transformer"])
+def test_training_lowers_the_loss_and_raises_held_out_fidelity(small_cache, tmp_path, student):
+    summary = _train(small_cache, tmp_path / student, student=student, epochs=5, hidden=64 if student == "transformer" else None)
+    history = summary["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert summary["best_val_fidelity"] > summary["untrained_fidelity"] + 0.2, summary
+    log = [json.loads(line) for line in (tmp_path / student / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == list(range(1, 6)) and log == history
+    assert json.loads((tmp_path / student / "summary.json").read_text())["best_val_fidelity"] == summary["best_val_fidelity"]
+
+
+def test_the_transformer_student_is_a_standard_hugging_face_directory(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "tfm", student="transformer", epochs=1, hidden=32, layers=1)
+    model = AutoModel.from_pretrained(str(tmp_path / "tfm"))
+    assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 32
+
+
+def test_encode_sees_the_same_tokens_and_weights_as_training_and_save_load_round_trips(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "s", epochs=2)
+    student = load_student(tmp_path / "s")
+    cache = open_cache(small_cache)
+    rows = load_rows(cache)
+    from distilcache.weighting import weighted_tokens
+
+    tokens = weighted_tokens(SENTENCES, student.tokenizer, student.info["pooling"]["max_length"], student.idf,
+                             student.info["pooling"]["smoothing"])
+    for i, t in enumerate(tokens):
+        np.testing.assert_array_equal(t.token_ids, rows.token_ids[rows.offsets[i] : rows.offsets[i + 1]])
+        np.testing.assert_allclose(t.weights, rows.weights[rows.offsets[i] : rows.offsets[i + 1]], rtol=1e-6)
+
+    (inputs, _), = iter_batches(rows, [np.arange(len(rows))], student.model.config.pad_id)
+    with torch.no_grad():
+        seen_in_training = student.model(inputs.token_ids, inputs.lengths, inputs.weights).numpy()
+    encoded = student.encode(SENTENCES, batch_size=64)
+    np.testing.assert_allclose(encoded, seen_in_training, atol=1e-5)
+    np.testing.assert_array_equal(load_student(tmp_path / "s").encode(SENTENCES, batch_size=64), encoded)
+
+
+def test_encode_handles_empty_long_mixed_and_unknown_text(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "s", epochs=1)
+    student = load_student(tmp_path / "s")
+    texts = ["", "   ", "我" * 5000, "今天 weather 很好", "ЖЖЖ ☃☃ qqqq", SENTENCES[0]]
+    vectors = student.encode(texts)
+    assert vectors.shape == (6, 64) and np.isfinite(vectors).all()
+    assert student.encode(SENTENCES[0]).shape == (64,)
+    similarity = student.similarity(vectors, vectors)
+    assert similarity.shape == (6, 6) and np.isfinite(similarity).all()
+    np.testing.assert_allclose(np.diag(similarity), 1.0, atol=1e-5)
+
+
+def test_a_resumed_run_reaches_the_same_state_as_an_uninterrupted_one(small_cache, tmp_path, monkeypatch):
+    whole = _train(small_cache, tmp_path / "whole", epochs=4, patience=10)
+
+    real_write_log = loop_module._write_log
+
+    def killed_after_epoch_2(output, history):
+        real_write_log(output, history)
+        if len(history) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(loop_module, "_write_log", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10)
+    monkeypatch.setattr(loop_module, "_write_log", real_write_log)
+    with pytest.raises(FileExistsError, match="--resume"):
+        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10)
+    resumed = _train(small_cache, tmp_path / "resumed", epochs=4, patience=10, resume=True)
+
+    assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3, 4]
+    for a, b in zip(whole["history"], resumed["history"]):
+        assert a["val_fidelity"] == pytest.approx(b["val_fidelity"], abs=1e-5)
+    np.testing.assert_allclose(load_student(tmp_path / "whole").encode(SENTENCES[:50]),
+                               load_student(tmp_path / "resumed").encode(SENTENCES[:50]), atol=1e-4)
+
+
+def test_resume_against_another_cache_or_recipe_is_refused(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "s", epochs=1)
+    with pytest.raises(ValueError, match=r"training settings differ from the checkpoint's in \['lr'\]"):
+        _train(small_cache, tmp_path / "s", epochs=1, lr=0.5, resume=True)
+    other = Path(shutil.copytree(small_cache, tmp_path / "other"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["fingerprint"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"cache differ from the checkpoint's in \['fingerprint'\]"):
+        _train(other, tmp_path / "s", epochs=1, resume=True)
+
+
+def test_early_stopping_keeps_the_best_epoch(small_cache, tmp_path):
+    summary = _train(small_cache, tmp_path / "s", epochs=10, lr=1e-12, patience=2)
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+    assert json.loads((tmp_path / "s" / "distilcache_student.json").read_text())["best_epoch"] == 1
+
+
+def test_a_transformer_seeded_from_the_cache_starts_closer_to_the_teacher(small_cache, tmp_path):
+    cache = open_cache(small_cache)
+    assert cache.manifest["seed"]["layers"] == [0]
+    seeded = _train(small_cache, tmp_path / "seeded", student="transformer", init="seed", epochs=1)
+    fresh = _train(small_cache, tmp_path / "fresh", student="transformer", epochs=1, hidden=64)
+    assert seeded["untrained_fidelity"] > fresh["untrained_fidelity"] + 0.3, (seeded, fresh)
+    assert AutoModel.from_pretrained(str(tmp_path / "seeded")).config.num_hidden_layers == 1
+
+
+def test_bf16_autocast_training_runs_on_cpu(small_cache, tmp_path):
+    summary = _train(small_cache, tmp_path / "s", epochs=2, precision="bf16")
+    assert np.isfinite(summary["best_val_fidelity"]) and summary["best_val_fidelity"] > summary["untrained_fidelity"]
