@@ -157,3 +157,29 @@ def test_a_transformer_seeded_from_the_cache_starts_closer_to_the_teacher(small_
 def test_bf16_autocast_training_runs_on_cpu(small_cache, tmp_path):
     summary = _train(small_cache, tmp_path / "s", epochs=2, precision="bf16")
     assert np.isfinite(summary["best_val_fidelity"]) and summary["best_val_fidelity"] > summary["untrained_fidelity"]
+
+
+def test_train_and_student_never_import_the_precompute_stage():
+    import subprocess
+    import sys
+
+    code = "import sys, distilcache.train, distilcache.student; print(any(m.startswith('distilcache.precompute') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_train_and_encode_from_the_command_line_after_the_teacher_is_gone(small_cache, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from distilcache.cli import main
+
+    assert main(["train", "--cache", str(small_cache), "--output", str(tmp_path / "s"), "--epochs", "2",
+                 "--val-fraction", "0.2", "--device", "cpu"]) == 0
+    assert "held-out fidelity" in capsys.readouterr().out
+    new = write_lines(tmp_path / "new.txt", SENTENCES[:5] + ["", "今天 weather"])
+    assert main(["encode", "--model", str(tmp_path / "s"), "--input", str(new), "--output", str(tmp_path / "v.parquet")]) == 0
+    assert "6 vectors of dim 64; 1 rows rejected" in capsys.readouterr().out
+    table = pq.read_table(tmp_path / "v.parquet")
+    assert table["id"].to_pylist() == ["new:1", "new:2", "new:3", "new:4", "new:5", "new:7"]
+    np.testing.assert_allclose(np.stack(table["vector"].to_numpy(zero_copy_only=False)),
+                               load_student(tmp_path / "s").encode(SENTENCES[:5] + ["今天 weather"]), atol=1e-5)
+    assert json.loads((tmp_path / "v.rejected.jsonl").read_text())["reason"] == "empty"
