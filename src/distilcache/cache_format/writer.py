@@ -4,6 +4,7 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,24 @@ def publish(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp), then publish; a failed write leaves no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-    publish(tmp, path)
+    try:
+        write(tmp)
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS))
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    publish(tmp, path)
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(value: Any, path: Path) -> None:

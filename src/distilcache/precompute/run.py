@@ -4,6 +4,7 @@ Resume: plan.json is written before any shard; a rerun with the same request ski
 file that exists (shards appear only by rename, so an existing one is complete).
 """
 
+import errno
 import logging
 import shutil
 import time
@@ -350,6 +351,7 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     todo = set(range(plan["num_shards"])) - done
     if done:
         log.info("resuming: %d of %d shard(s) already written, not recomputed", len(done), plan["num_shards"])
+    _check_free_space(out, sum(_expected_rows(plan, i) for i in todo), plan)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     run_info = {"device": str(device), "precision": precision, "batch_size": config.batch_size,
@@ -428,6 +430,28 @@ def _idf_source(config: PrecomputeConfig) -> tuple[dict[str, Any] | None, IdfTab
     return {"kind": "file", "name": config.idf_file.name, "content_sha256": idf.content_sha256()}, idf
 
 
+# a full disk, a quota, a read-only or forbidden output: the user can fix these and resume
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _write_failure(out: Path, error: OSError) -> CacheError:
+    shards = out / SHARDS_DIR
+    kept = len(list(shards.glob("part-*.parquet"))) if shards.is_dir() else 0
+    return CacheError(
+        f"cannot write {error.filename or out}: {error.strerror}. The {kept} completed shard(s) in {out} are kept; "
+        "free space (or make the directory writable) and rerun the same command to resume"
+    )
+
+
+def _check_free_space(out: Path, rows: int, plan: dict[str, Any]) -> None:
+    """Fail before the teacher runs when even the vectors alone cannot fit."""
+    itemsize = 2 if plan["vector"]["dtype"] == "float16" else 4
+    needed = rows * plan["vector"]["dim"] * itemsize
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise CacheError(f"{out}: {rows} rows need at least {needed / 1e6:.1f} MB for their vectors, only {free / 1e6:.1f} MB are free")
+
+
 def precompute(config: PrecomputeConfig) -> dict[str, Any]:
     """Run the teacher once over the inputs into the cache at config.output; returns the manifest.
 
@@ -435,6 +459,15 @@ def precompute(config: PrecomputeConfig) -> dict[str, Any]:
     one built with other settings is refused with the fields that differ."""
     config.validate()
     out = config.output
+    try:
+        return _precompute_locked(config, out)
+    except OSError as error:
+        if error.errno in _WRITE_ERRNOS:
+            raise _write_failure(out, error) from error
+        raise
+
+
+def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     with CacheLock(out):
         for path in remove_stale_tmp_files(out):

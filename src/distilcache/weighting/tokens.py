@@ -26,6 +26,8 @@ def weighted_tokens(
 ) -> list[WeightedTokens]:
     """Tokenise with offsets (truncating to max_length tokens, specials included) and weight each
     non-special token by the IDF rule; with idf=None every token weighs the same."""
+    if not texts:  # the tokenizer fails on an empty batch
+        return []
     encoded = tokenizer(
         texts,
         truncation=True,
