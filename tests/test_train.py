@@ -13,7 +13,8 @@ from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.train import loop as loop_module
-from distilcache.train.data import iter_batches, length_grouped, load_rows, split_by_id
+from distilcache.cache_format.split import split_by_id
+from distilcache.train.data import iter_batches, length_grouped, load_rows
 
 SENTENCES = recombined_sentences(400)
 
@@ -41,6 +42,7 @@ def test_the_held_out_split_depends_on_ids_only():
     train_b, val_b = split_by_id(list(reversed(ids)), 0.1)
     assert {ids[i] for i in val_a} == {ids[::-1][i] for i in val_b}
     assert 150 < len(val_a) < 250 and len(train_a) + len(val_a) == 2000
+    assert set(split_by_id(ids, 0.05)[1]) <= set(val_a)  # a smaller held-out set is a subset
 
 
 def test_length_grouped_batches_cover_every_row_once_with_little_padding():

@@ -1,4 +1,4 @@
-"""distilcache precompute | inspect | verify | train | encode | demo — parse arguments, call the library."""
+"""distilcache precompute | inspect | verify | train | encode | evaluate | demo — parse arguments, call the library."""
 
 import argparse
 import json
@@ -162,6 +162,40 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from distilcache.evaluate import evaluate_models, read_sts
+    from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
+    from distilcache.evaluate.report import markdown_tables, write_report
+    from distilcache.precompute import PoolingConfig
+    from distilcache.weighting import IdfTable
+
+    if not args.model and not args.teacher:
+        raise ValueError("name at least one --model or a --teacher to evaluate")
+    cache = open_cache(args.teacher_cache) if args.teacher_cache else None
+    models = []
+    if args.teacher:
+        cached = cache.manifest["pooling"] if cache else {}
+        pooling = PoolingConfig(args.pooling or cached.get("mode", "mean"), cached.get("layer", -1),
+                                cached.get("smoothing", 0.1), cached.get("max_length"), cached.get("normalize", False))
+        idf = IdfTable.load(args.idf) if args.idf else (IdfTable.load(cache.path / "idf.parquet") if cache and cache.manifest["idf"] else None)
+        teacher = TeacherEncoder(args.teacher, pooling, idf if pooling.mode == "idf" else None, args.teacher_layers, args.device)
+        label = f"teacher ({pooling.mode} pooling)" + (f", first {args.teacher_layers} layers" if args.teacher_layers else "")
+        models.append(teacher.as_eval_model(label, is_teacher=args.teacher_layers is None))
+    students = [student_eval_model(path, args.device) for path in args.model]
+    models += students
+    val_fraction = args.val_fraction
+    if val_fraction is None:  # rows every student held out: a smaller fraction selects a subset
+        fractions = [m.info["training"]["val_fraction"] for m in students]
+        val_fraction = min(fractions, default=0.05)
+    results = evaluate_models(models, [read_sts(p) for p in args.sts], cache, val_fraction, args.max_rows, args.k,
+                              args.speed_sentences, args.batch_size)
+    print(markdown_tables(results, args.k))
+    if args.out:
+        paths = write_report(results, args.out, k=args.k)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilcache", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -224,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_cmd_encode)
+
+    p = commands.add_parser("evaluate", help="STS Spearman, fidelity, retrieval agreement and speed, side by side")
+    p.add_argument("--model", type=Path, action="append", default=[], help="student directory; repeat for several")
+    p.add_argument("--teacher", type=Path, help="also evaluate this local teacher directory, through the precompute code path")
+    p.add_argument("--teacher-cache", type=Path, help="cache whose held-out rows give fidelity and recall@k")
+    p.add_argument("--sts", type=Path, action="append", default=[], help="TSV with sentence1, sentence2, score; repeat for several")
+    p.add_argument("--out", type=Path, help="write report.md, report.json and quality_vs_speed.png here")
+    p.add_argument("--pooling", choices=["idf", "mean", "cls"], help="teacher pooling (default: the cache's, else mean)")
+    p.add_argument("--idf", type=Path, help="IDF table for teacher IDF pooling (default: the cache's)")
+    p.add_argument("--teacher-layers", type=int, help="keep only the teacher's first k layers (no training)")
+    p.add_argument("--val-fraction", type=float, help="held-out fraction (default: the smallest the students trained with)")
+    p.add_argument("--max-rows", type=int, default=5000, help="held-out rows used at most (default 5000)")
+    p.add_argument("--k", type=int, default=10, help="neighbours for recall@k (default 10)")
+    p.add_argument("--speed-sentences", type=int, default=2000, help="sentences timed for throughput (default 2000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_cmd_evaluate)
 
     p = commands.add_parser("demo", help="precompute the embedded default: all-MiniLM-L6-v2 over 8,708 HSK sentences (zh + en)")
     p.add_argument("--workdir", type=Path, default=Path("demo"), help="where the corpus and cache go (default ./demo)")

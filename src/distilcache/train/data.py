@@ -1,6 +1,5 @@
 """Cache rows as flat numpy arrays, a deterministic held-out split, and length-grouped padded batches."""
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -47,14 +46,6 @@ def load_rows(cache: Cache) -> CacheRows:
         raise ValueError(f"{cache.path}: token_ids and weights are not aligned")
     vectors = table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, cache.dim)
     return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
-
-
-def split_by_id(ids: Sequence[str], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out row indices; a row's side depends on its id alone, so it never moves
-    between runs, seeds or students."""
-    scores = np.array([int.from_bytes(hashlib.sha256(i.encode("utf-8")).digest()[:8], "big") / 2**64 for i in ids])
-    held_out = scores < val_fraction
-    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
 
 @dataclass

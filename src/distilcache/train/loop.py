@@ -20,7 +20,8 @@ from transformers import AutoTokenizer
 from distilcache.cache_format import IDF_FILE, open_cache
 from distilcache.cache_format.hashing import sha256_json
 from distilcache.devices import autocast, resolve_device, resolve_precision
-from distilcache.train.data import iter_batches, length_grouped, load_rows, split_by_id
+from distilcache.cache_format.split import split_by_id
+from distilcache.train.data import iter_batches, length_grouped, load_rows
 from distilcache.train.losses import LOSSES, distillation_loss
 from distilcache.train.models import StudentConfig, StudentModel, build_student, seed_config
 from distilcache.train.persistence import save_student

@@ -1,0 +1,50 @@
+"""Spearman correlation, cosine similarity and retrieval agreement (faiss)."""
+
+import faiss
+import numpy as np
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, ties sharing their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_values)) + 1, [len(values)]))
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        ranks[order[start:end]] = (start + end - 1) / 2
+    return ranks
+
+
+def spearman(predicted: np.ndarray, gold: np.ndarray) -> float:
+    """Spearman's rank correlation x100 (nan when either side is constant)."""
+    a, b = _ranks(np.asarray(predicted, dtype=np.float64)), _ranks(np.asarray(gold, dtype=np.float64))
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float(100 * (a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (normalized(a) * normalized(b)).sum(axis=1)
+
+
+def _neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest rows of each row by cosine (inner product of unit vectors), itself excluded."""
+    unit = np.ascontiguousarray(normalized(vectors))
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    _, found = index.search(unit, k + 1)
+    own = np.arange(len(unit))[:, None]
+    return np.array([row[row != own[i]][:k] for i, row in enumerate(found)])
+
+
+def recall_at_k(student: np.ndarray, teacher: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's k teacher neighbours that are among its k student neighbours."""
+    if len(teacher) <= k:
+        raise ValueError(f"recall@{k} needs more than {k} rows, got {len(teacher)}")
+    ours, theirs = _neighbours(student, k), _neighbours(teacher, k)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ours, theirs)]))

@@ -1,0 +1,95 @@
+"""Evaluate models side by side on the same sentences: STS Spearman, fidelity, retrieval, speed."""
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from distilcache.cache_format import Cache
+from distilcache.cache_format.split import split_by_id
+from distilcache.evaluate.encoders import EvalModel
+from distilcache.evaluate.metrics import paired_cosine, recall_at_k, spearman
+from distilcache.evaluate.sts import StsPairs
+
+log = logging.getLogger(__name__)
+
+
+def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[list[str], np.ndarray]:
+    """Texts and teacher vectors of the cache rows no student trained on (same id-hash split as train)."""
+    table = cache.table(["id", "text"])
+    _, held_out = split_by_id(table["id"].to_pylist(), val_fraction)
+    held_out = held_out[:max_rows]
+    if len(held_out) == 0:
+        raise ValueError(f"{cache.path}: no held-out rows at --val-fraction {val_fraction}")
+    texts = table["text"].take(held_out).to_pylist()
+    return texts, cache.vectors()[held_out]
+
+
+def measure_speed(model: EvalModel, texts: list[str], batch_size: int = 256, latency_calls: int = 100) -> dict[str, float]:
+    """Sentences/s at batch_size and median single-sentence latency, tokenisation included."""
+    model.encode(texts[:batch_size], batch_size)  # warm-up
+    start = time.perf_counter()
+    model.encode(texts, batch_size)
+    rate = len(texts) / (time.perf_counter() - start)
+    times = []
+    for text in texts[:latency_calls]:
+        start = time.perf_counter()
+        model.encode([text], 1)
+        times.append(time.perf_counter() - start)
+    return {"sentences_per_second": rate, "latency_ms": 1000 * statistics.median(times)}
+
+
+def _sts_scores(model: EvalModel, pairs: StsPairs, batch_size: int) -> dict[str, Any]:
+    cosine = paired_cosine(model.encode(pairs.sentence1, batch_size), model.encode(pairs.sentence2, batch_size))
+    bad = ~np.isfinite(cosine)  # reported, and counted as similarity 0, rather than dropped
+    return {"spearman": spearman(np.where(bad, 0.0, cosine), pairs.scores), "nonfinite_pairs": int(bad.sum())}
+
+
+def evaluate_models(
+    models: list[EvalModel],
+    sts: list[StsPairs],
+    cache: Cache | None = None,
+    val_fraction: float = 0.05,
+    max_rows: int = 5000,
+    k: int = 10,
+    speed_sentences: int = 2000,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """One result per model, same sentences for all."""
+    held_texts, held_vectors = held_out_rows(cache, val_fraction, max_rows) if cache is not None else ([], None)
+    speed_texts = list(dict.fromkeys(s for p in sts for s in p.sentence1 + p.sentence2))[:speed_sentences] or held_texts[:speed_sentences]
+    results = []
+    for model in models:
+        log.info("evaluating %s", model.name)
+        result: dict[str, Any] = {"model": model.name, "teacher": model.is_teacher, "parameters": model.parameters,
+                                  "weights_mb": model.weight_bytes / 1e6, "sts": {}}
+        for pairs in sts:
+            result["sts"][pairs.name] = _sts_scores(model, pairs, batch_size)
+        if sts:
+            result["sts_mean"] = float(np.mean([s["spearman"] for s in result["sts"].values()]))
+        if cache is not None:
+            vectors = model.encode(held_texts, batch_size)
+            result["fidelity"] = float(np.mean(paired_cosine(vectors, held_vectors)))
+            result[f"recall@{k}"] = recall_at_k(vectors, held_vectors, k) if len(held_texts) > k else None
+            result["held_out_rows"] = len(held_texts)
+        if speed_texts:
+            result |= measure_speed(model, speed_texts, batch_size)
+        results.append(result)
+    _add_gaps(results)
+    return results
+
+
+def _add_gaps(results: list[dict[str, Any]]) -> None:
+    """Gap to the teacher's mean Spearman and speed-up over it, for every other model."""
+    teacher = next((r for r in results if r["teacher"]), None)
+    if teacher is None:
+        return
+    for result in results:
+        if "sts_mean" in teacher and "sts_mean" in result:
+            gap = result["sts_mean"] - teacher["sts_mean"]
+            result["sts_gap"] = gap
+            result["sts_gap_percent"] = 100 * gap / teacher["sts_mean"]
+        if "sentences_per_second" in teacher and "sentences_per_second" in result:
+            result["speedup"] = result["sentences_per_second"] / teacher["sentences_per_second"]
