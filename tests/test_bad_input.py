@@ -1,7 +1,6 @@
 """Bad input loses nothing: every input row is one cache row or one counted, explained rejection."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -1,6 +1,5 @@
 """Faults injected for real: SIGKILL at chosen points, a second writer, a full or read-only disk."""
 
-import json
 import os
 import shutil
 import subprocess

@@ -56,7 +56,7 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding():
 
 @pytest.mark.parametrize("student", ["bilstm", "transformer"])
 def test_training_lowers_the_loss_and_raises_held_out_fidelity(small_cache, tmp_path, student):
-    summary = _train(small_cache, tmp_path / student, student=student, epochs=5, hidden=64 if student == "transformer" else None)
+    summary = _train(small_cache, tmp_path / student, student=student, epochs=5, init="random")
     history = summary["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert summary["best_val_fidelity"] > summary["untrained_fidelity"] + 0.2, summary
@@ -152,7 +152,7 @@ def test_a_transformer_seeded_from_the_cache_starts_closer_to_the_teacher(small_
     cache = open_cache(small_cache)
     assert cache.manifest["seed"]["layers"] == [0]
     seeded = _train(small_cache, tmp_path / "seeded", student="transformer", init="seed", epochs=1)
-    fresh = _train(small_cache, tmp_path / "fresh", student="transformer", epochs=1, hidden=64)
+    fresh = _train(small_cache, tmp_path / "fresh", student="transformer", init="random", epochs=1, hidden=64)
     assert seeded["untrained_fidelity"] > fresh["untrained_fidelity"] + 0.3, (seeded, fresh)
     assert AutoModel.from_pretrained(str(tmp_path / "seeded")).config.num_hidden_layers == 1
 
@@ -186,3 +186,48 @@ def test_train_and_encode_from_the_command_line_after_the_teacher_is_gone(small_
     np.testing.assert_allclose(np.stack(table["vector"].to_numpy(zero_copy_only=False)),
                                load_student(tmp_path / "s").encode(SENTENCES[:5] + ["今天 weather"]), atol=1e-5)
     assert json.loads((tmp_path / "v.rejected.jsonl").read_text())["reason"] == "empty"
+
+
+def test_auto_init_starts_a_bilstm_from_the_cached_token_vectors(small_cache, tmp_path):
+    summary = _train(small_cache, tmp_path / "s", epochs=1)
+    info = json.loads((tmp_path / "s" / "distilcache_student.json").read_text())
+    assert info["training"]["init"] == "token-vectors"
+    assert info["student"]["embedding_dim"] == 64 and info["student"]["concat_embeddings"] is True
+    random_start = _train(small_cache, tmp_path / "r", epochs=1, init="random")
+    # starting from the teacher's static vectors is already far closer to the teacher than random
+    assert summary["untrained_fidelity"] > random_start["untrained_fidelity"] + 0.2
+
+
+def test_the_similarity_matrix_loss_trains_and_mean_pooling_is_kept_at_encode_time(small_cache, tmp_path):
+    summary = _train(small_cache, tmp_path / "s", epochs=3, similarity_weight=1.0, pooling="mean")
+    assert summary["best_val_fidelity"] > summary["untrained_fidelity"]
+    student = load_student(tmp_path / "s")
+    assert student.info["pooling"]["mode"] == "mean" and student.idf is None
+    from distilcache.weighting import weighted_tokens
+
+    (tokens,) = weighted_tokens([SENTENCES[0]], student.tokenizer, 256, student.idf, 0.1)
+    np.testing.assert_allclose(tokens.weights, 1 / len(tokens.weights))
+
+
+def test_similarity_matrix_loss_matches_a_hand_computed_value():
+    from distilcache.train.losses import similarity_matrix_loss
+
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosines [[1, 0], [0, 1]]
+    student = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # cosines [[1, s], [s, 1]] with s = 1/sqrt(2)
+    assert similarity_matrix_loss(teacher * 3, teacher, temperature=0.5).item() == pytest.approx(0.0, abs=1e-6)
+    s = 2 ** -0.5
+    p = torch.softmax(torch.tensor([1.0, 0.0]) / 0.5, dim=0)  # teacher row 0; row 1 is its mirror image
+    q = torch.softmax(torch.tensor([1.0, s]) / 0.5, dim=0)  # student row 0; row 1 likewise
+    expected = (p * (p / q).log()).sum().item()  # the same KL for both rows, averaged over 2 rows
+    assert similarity_matrix_loss(student, teacher, temperature=0.5).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_distillation_losses_match_hand_computed_values():
+    from distilcache.train.losses import distillation_loss
+
+    student, teacher = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    cosine = ((1 - 2 ** -0.5) + 0.0) / 2
+    mse = ((0 + 1) + (0 + 1)) / 4
+    assert distillation_loss(student, teacher, "cosine").item() == pytest.approx(cosine)
+    assert distillation_loss(student, teacher, "mse").item() == pytest.approx(mse)
+    assert distillation_loss(student, teacher, "mix", mse_weight=0.25).item() == pytest.approx(0.75 * cosine + 0.25 * mse)

@@ -27,6 +27,8 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
                         help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--export-seed-layers", type=int, default=0, metavar="K",
                         help="also store the teacher's embeddings and K evenly spaced layers, to seed transformer students")
+    parser.add_argument("--no-token-vectors", dest="token_vectors", action="store_false",
+                        help="do not store the teacher's static vector of every vocabulary token (students start from them)")
     parser.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error",
                         help="a repeated id stops the run (default) or is rejected and counted")
 
@@ -48,6 +50,7 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         keep_first_duplicate=args.on_duplicate_id == "keep-first",
         teacher_name=teacher_name,
         export_seed_layers=args.export_seed_layers,
+        token_vectors=args.token_vectors,
     )
 
 
@@ -226,11 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
     p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
     p.add_argument("--hidden", type=int, help="LSTM size per direction (default teacher dim / 2) or transformer width (default 256)")
-    p.add_argument("--embedding-dim", type=int, default=256, help="BiLSTM token embedding size (default 256)")
+    p.add_argument("--embedding-dim", type=int, help="BiLSTM token embedding size (default: the teacher dim with token vectors, else 256)")
+    p.add_argument("--no-concat-embeddings", dest="concat_embeddings", action="store_false",
+                   help="BiLSTM: pool the LSTM states alone instead of [embedding; states]")
     p.add_argument("--heads", type=int, default=4, help="transformer attention heads (default 4)")
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--init", choices=["random", "seed"], default="random",
-                   help="seed: start a transformer from the teacher layers the cache stores (precompute --export-seed-layers)")
+    p.add_argument("--init", choices=["auto", "random", "token-vectors", "seed"], default="auto",
+                   help="auto (default): a BiLSTM starts from the cache's token vectors, a transformer from its seed layers "
+                        "(precompute --export-seed-layers), when the cache has them")
+    p.add_argument("--pooling", choices=["cache", "mean"], default="cache",
+                   help="student pooling: the cached per-token (IDF) weights (default) or a plain mean")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3 bilstm, 5e-4 transformer, 1e-4 seeded)")
@@ -240,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--loss", choices=["cosine", "mse", "mix"], default="cosine")
     p.add_argument("--mse-weight", type=float, default=0.5, help="the MSE share of --loss mix")
+    p.add_argument("--similarity-weight", type=float, default=0.0,
+                   help="add this times the in-batch similarity-matrix loss (KL of softmax over cosines)")
+    p.add_argument("--temperature", type=float, default=0.05, help="temperature of the similarity-matrix loss")
     p.add_argument("--val-fraction", type=float, default=0.05, help="held-out rows, chosen by id hash (default 0.05)")
     p.add_argument("--patience", type=int, default=3, help="epochs without a better held-out fidelity before stopping")
     p.add_argument("--seed", type=int, default=0)

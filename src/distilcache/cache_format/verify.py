@@ -22,6 +22,8 @@ def listed_files(manifest: dict[str, Any]) -> dict[str, str]:
     files.update(manifest["tokenizer"]["files"])
     if manifest.get("seed"):  # the teacher's seed layers, when precompute exported them
         files.update(manifest["seed"]["files"])
+    if manifest.get("token_vectors"):
+        files[manifest["token_vectors"]["file"]] = manifest["token_vectors"]["sha256"]
     return files
 
 

@@ -55,9 +55,10 @@ def plot_quality_vs_speed(results: list[dict[str, Any]], path: Path, title: str)
     plt.close(figure)
 
 
-def write_report(results: list[dict[str, Any]], out_dir: Path, title: str = "distilcache evaluation", preamble: str = "", k: int = 10) -> dict[str, Path]:
+def write_report(results: list[dict[str, Any]], out_dir: Path, title: str = "distilcache evaluation", preamble: str = "",
+                 k: int = 10, name: str = "report") -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "plot": out_dir / "quality_vs_speed.png"}
+    paths = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json", "plot": out_dir / "quality_vs_speed.png"}
     paths["json"].write_text(json.dumps({"title": title, "results": results}, indent=2, default=float) + "\n", encoding="utf-8")
     body = f"# {title}\n\n{preamble}\n\n" if preamble else f"# {title}\n\n"
     paths["markdown"].write_text(body + markdown_tables(results, k) + f"\n![quality vs speed]({paths['plot'].name})\n", encoding="utf-8")

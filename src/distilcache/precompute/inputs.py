@@ -5,7 +5,6 @@ rows in = rows out + rejections, always.
 """
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass

@@ -48,13 +48,15 @@ from distilcache.cache_format.hashing import sha256_file, sha256_json
 from distilcache.cache_format.layout import FORMAT_NAME
 from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
+from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
 from distilcache.precompute.pooling import POOLING_MODES, pool
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
-from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.precompute.seed import SEED_DIR, export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.precompute.teacher import describe_teacher, forward_layer, load_model, load_tokenizer
+from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
+from distilcache.precompute.token_vectors import TOKEN_VECTORS_FILE, compute_token_vectors, token_vectors_table
 from distilcache.weighting import SEGMENTER, IdfTable
 from distilcache.weighting.idf import FORMULA
 
@@ -78,6 +80,7 @@ class PrecomputeConfig:
     keep_first_duplicate: bool = False
     teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
     export_seed_layers: int = 0  # store the teacher's embeddings + K evenly spaced layers for students
+    token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
 
     def validate(self) -> None:
         if self.pooling.mode not in POOLING_MODES:
@@ -125,6 +128,7 @@ def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, 
         "shard_size": config.shard_size,
         "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
         "export_seed_layers": config.export_seed_layers,
+        "token_vectors": config.token_vectors,
     }
 
 
@@ -179,7 +183,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
 # ---------------------------------------------------------------- plan: one pass over the inputs
 
 
-_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, LOCK_FILE}
+_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, TOKEN_VECTORS_FILE, LOCK_FILE}
 
 
 def _clear_unplanned(out: Path) -> None:
@@ -195,6 +199,7 @@ def _clear_unplanned(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
     shutil.rmtree(out / SEED_DIR, ignore_errors=True)
+    (out / TOKEN_VECTORS_FILE).unlink(missing_ok=True)
 
 
 def _read_pass(config: PrecomputeConfig, idf: IdfTable | None) -> tuple[dict[str, Counter], list[Rejection]]:
@@ -357,13 +362,20 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     run_info = {"device": str(device), "precision": precision, "batch_size": config.batch_size,
                 "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
                 "resumed_shards": len(done)}
-    need_seed = config.export_seed_layers > 0 and not (out / SEED_DIR).exists()
-    if not todo and not need_seed:
-        return run_info
     tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    extras = {}  # files made from the teacher besides the shards, each once
+    if config.export_seed_layers:
+        extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
+    if config.token_vectors:
+        extras[TOKEN_VECTORS_FILE] = lambda model: write_parquet_atomic(
+            token_vectors_table(compute_token_vectors(model, tokenizer, config.pooling.layer, device, precision), config.dtype),
+            out / TOKEN_VECTORS_FILE)
+    missing = [export for name, export in extras.items() if not (out / name).exists()]
+    if not todo and not missing:
+        return run_info
     model = load_model(config.teacher, device)
-    if need_seed:
-        export_seed_layers(model, config.export_seed_layers, out)
+    for export in missing:
+        export(model)
     if not todo:
         return run_info
     dim = plan["vector"]["dim"]
@@ -410,12 +422,19 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "shards": shards,
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["export_seed_layers"], plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
+        "token_vectors": _token_vectors_entry(out, plan) if plan["token_vectors"] else None,
         "stats": {"truncated_rows": stats["truncated_rows"], "rows_without_tokens": stats["rows_without_tokens"]},
         "run": run_info,
     }
     write_json_atomic(manifest, out / MANIFEST_FILE)
     (out / PLAN_FILE).unlink(missing_ok=True)
     return manifest
+
+
+def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    rows = pq.ParquetFile(out / TOKEN_VECTORS_FILE).metadata.num_rows
+    return {"file": TOKEN_VECTORS_FILE, "sha256": sha256_file(out / TOKEN_VECTORS_FILE), "rows": rows,
+            "dim": plan["vector"]["dim"], "dtype": plan["vector"]["dtype"], "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
 
 
 # ---------------------------------------------------------------- entry point

