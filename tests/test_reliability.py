@@ -50,7 +50,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(setup, tmp_path, point, 
     before = _shard_times(out) if (out / "shards").exists() else {}
     assert len(before) == finished_shards
     if point == "mid-shard":
-        assert (out / "shards" / ".tmp-part-00002.parquet").exists()  # half-written, never taken as a shard
+        assert len(list((out / "shards").glob(".tmp-*-part-00002.parquet"))) == 1  # half-written, never taken as a shard
 
     rerun = _precompute(setup["teacher"], setup["corpus"], out, "none")  # the killed run's lock is stale
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -71,7 +71,7 @@ def test_a_second_writer_process_is_refused_with_a_clear_message(setup, tmp_path
     with CacheLock(out):
         second = _precompute(setup["teacher"], setup["corpus"], out, "none")
     assert second.returncode == 2
-    assert f"{out} is being written by another process (pid {os.getpid()})" in second.stderr
+    assert f"{out} is being written by another process (pid {os.getpid()}, lock .lock)" in second.stderr
 
 
 def _mount_tmpfs(path: Path, size: int) -> bool:

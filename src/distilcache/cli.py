@@ -1,4 +1,4 @@
-"""distilcache precompute | inspect | verify | train | encode | evaluate | demo — parse arguments, call the library."""
+"""distilcache precompute | idf | merge | inspect | verify | train | encode | evaluate | demo — parse arguments, call the library."""
 
 import argparse
 import json
@@ -51,6 +51,8 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         teacher_name=teacher_name,
         export_seed_layers=args.export_seed_layers,
         token_vectors=args.token_vectors,
+        num_partitions=getattr(args, "num_partitions", 1),
+        partition=getattr(args, "partition", 0),
     )
 
 
@@ -58,6 +60,10 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     from distilcache.precompute import precompute
 
     manifest = precompute(_precompute_config(args, args.teacher, args.input, args.output, args.teacher_name))
+    if "partition" in manifest:  # a partition that did not finish last
+        print(f"partition {manifest['partition']} of {manifest['num_partitions']} done: {len(manifest['shards'])} shards; "
+              f"the last partition to finish (or `distilcache merge {args.output}`) writes the manifest")
+        return 0
     print(f"cache {args.output}: {manifest['total_rows']} rows, {manifest['rejected']['count']} rejected, fingerprint {manifest['fingerprint'][:16]}")
     return 0
 
@@ -93,6 +99,30 @@ def describe(cache_dir: Path, manifest: dict[str, Any]) -> str:
         lines.insert(5, f"idf          {idf['num_words']} words over {idf['num_documents']} texts (source: {idf['source']['kind']})")
     lines += [f"input        {i['name']}: {i['input_rows']} rows in, {i['rows']} kept, {i['rejected']} rejected" for i in manifest["inputs"]]
     return "\n".join(lines)
+
+
+def _cmd_idf(args: argparse.Namespace) -> int:
+    from distilcache.precompute import InputSpec
+    from distilcache.precompute.idf_pass import compute_idf, merge_idf_files, write_idf
+
+    if bool(args.input) == bool(args.merge):
+        raise ValueError("give either --input files to count, or --merge partial tables")
+    if args.merge:
+        table = merge_idf_files(args.merge)
+    else:
+        specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field) for p in args.input]
+        table = compute_idf(specs, args.num_partitions, args.partition, args.on_duplicate_id == "keep-first")
+    write_idf(table, args.output)
+    print(f"{args.output}: {len(table.df)} words over {table.num_documents} texts")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from distilcache.precompute.run import merge_partitions
+
+    manifest = merge_partitions(args.cache)
+    print(f"cache {args.cache}: {manifest['total_rows']} rows in {len(manifest['shards'])} shards, fingerprint {manifest['fingerprint'][:16]}")
+    return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -211,8 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help="text column/field of .jsonl/.csv/.parquet inputs (default text)")
     p.add_argument("--teacher-name", help="how the manifest names the teacher (default: its directory's name)")
     p.add_argument("--id-field", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
+    p.add_argument("--num-partitions", type=int, default=1, help="split the shards between N jobs (job arrays; needs --idf)")
+    p.add_argument("--partition", type=int, default=0, help="which of the N partitions this job computes (0-based)")
     _add_precompute_options(p)
     p.set_defaults(run=_cmd_precompute)
+
+    p = commands.add_parser("merge", help="write the manifest of a partitioned precompute once every partition is done")
+    p.add_argument("cache", type=Path)
+    p.set_defaults(run=_cmd_merge)
+
+    p = commands.add_parser("idf", help="compute an IDF table (optionally one partition of it), or merge partial tables")
+    p.add_argument("--input", type=Path, action="append", default=[], help="corpus files, as for precompute")
+    p.add_argument("--merge", type=Path, nargs="+", help="partial idf.parquet files to add up")
+    p.add_argument("--output", type=Path, required=True, help="idf.parquet to write")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--num-partitions", type=int, default=1)
+    p.add_argument("--partition", type=int, default=0)
+    p.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error")
+    p.set_defaults(run=_cmd_idf)
 
     p = commands.add_parser("inspect", help="show what a cache holds")
     p.add_argument("cache", type=Path)

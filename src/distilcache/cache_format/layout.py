@@ -9,8 +9,9 @@ IDF_FILE = "idf.parquet"
 REJECTED_FILE = "rejected.jsonl"
 TOKENIZER_DIR = "tokenizer"
 SHARDS_DIR = "shards"
-LOCK_FILE = ".lock"
+LOCK_FILE = ".lock"  # partitions lock ".lock-partition-I", merging ".lock-merge"
 TMP_PREFIX = ".tmp-"
+PARTITIONS_DIR = "partitions"  # partition I's partial manifest: partitions/part-I.json, removed on merge
 
 
 def shard_name(index: int) -> str:

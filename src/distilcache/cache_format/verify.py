@@ -59,7 +59,7 @@ def _unknown_files(cache_dir: Path, known: set[str]) -> list[Problem]:
         if not path.is_file():
             continue
         name = path.relative_to(cache_dir).as_posix()
-        if name in known or name in (MANIFEST_FILE, LOCK_FILE):
+        if name in known or name == MANIFEST_FILE or path.name.startswith(LOCK_FILE):
             continue
         reason = "temp file left by an interrupted write" if path.name.startswith(TMP_PREFIX) else "not listed in the manifest"
         problems.append(Problem(name, f"unknown file: {reason}"))

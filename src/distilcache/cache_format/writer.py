@@ -4,7 +4,8 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{path.name}")
+    # the pid keeps concurrent writers (partitions planning the same files) out of each other's temp files
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
 def publish(tmp: Path, path: Path) -> None:
@@ -75,9 +77,10 @@ def shard_entry(cache_dir: Path, index: int, rows: int) -> dict[str, Any]:
     return {"file": name, "rows": rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def remove_stale_tmp_files(cache_dir: Path) -> list[Path]:
-    """Delete temp files a killed writer left behind; they are never taken as data."""
-    removed = [p for p in cache_dir.rglob(f"{TMP_PREFIX}*")]
+def remove_stale_tmp_files(cache_dir: Path, shards: Container[int] | None = None) -> list[Path]:
+    """Delete temp files a killed writer left behind; they are never taken as data.
+    With `shards`, only the temp files of those shard indices."""
+    removed = [p for p in cache_dir.rglob(f"{TMP_PREFIX}*") if shards is None or _shard_index(p) in shards]
     for path in removed:
         if path.is_dir():
             for child in sorted(path.rglob("*"), reverse=True):
@@ -88,11 +91,17 @@ def remove_stale_tmp_files(cache_dir: Path) -> list[Path]:
     return removed
 
 
-class CacheLock:
-    """An exclusive OS lock on a cache directory; the kernel drops it when the process dies."""
+def _shard_index(tmp: Path) -> int | None:
+    match = re.search(r"part-(\d+)\.parquet$", tmp.name)
+    return int(match.group(1)) if match else None
 
-    def __init__(self, cache_dir: Path):
-        self.path = cache_dir / LOCK_FILE
+
+class CacheLock:
+    """An exclusive OS lock on a cache directory (or on one partition of it, by name); the kernel
+    drops it when the process dies."""
+
+    def __init__(self, cache_dir: Path, name: str = LOCK_FILE):
+        self.path = cache_dir / name
         self._fd: int | None = None
 
     def __enter__(self) -> "CacheLock":
@@ -105,7 +114,7 @@ class CacheLock:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise CacheError(
-                    f"{self.path.parent} is being written by another process (pid {holder}); "
+                    f"{self.path.parent} is being written by another process (pid {holder}, lock {self.path.name}); "
                     "wait for it to finish or write to another directory"
                 ) from None
             raise

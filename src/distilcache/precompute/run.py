@@ -6,6 +6,7 @@ file that exists (shards appear only by rename, so an existing one is complete).
 
 import errno
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -53,6 +54,13 @@ from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_cor
 from distilcache.precompute.pooling import POOLING_MODES, pool
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.precompute.partitions import (
+    PARTITIONS_DIR,
+    all_partitions_done,
+    own_shards,
+    read_partials,
+    write_partial_manifest,
+)
 from distilcache.precompute.seed import SEED_DIR, export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.precompute.teacher import describe_teacher, forward_layer, load_model, load_tokenizer
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
@@ -81,6 +89,12 @@ class PrecomputeConfig:
     teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
     export_seed_layers: int = 0  # store the teacher's embeddings + K evenly spaced layers for students
     token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
+    num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
+    partition: int = 0
+
+    @property
+    def partitioned(self) -> bool:
+        return self.num_partitions > 1
 
     def validate(self) -> None:
         if self.pooling.mode not in POOLING_MODES:
@@ -98,6 +112,10 @@ class PrecomputeConfig:
             raise ValueError("at least one input is needed")
         if self.idf_file is not None and self.pooling.mode != "idf":
             raise ValueError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
+        if not 0 <= self.partition < self.num_partitions:
+            raise ValueError(f"--partition must be in 0..{self.num_partitions - 1}, got {self.partition}")
+        if self.partitioned and self.pooling.mode == "idf" and self.idf_file is None:
+            raise ValueError("partitions share one IDF table: compute it first with `distilcache idf` and pass it with --idf")
         for spec in self.inputs:
             spec.check()
         names = [spec.path.name for spec in self.inputs]
@@ -272,10 +290,15 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
 
 def _save_tokenizer(teacher_dir: Path, out: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(teacher_dir)
-    tmp = out / f".tmp-{TOKENIZER_DIR}"
+    tmp = out / f".tmp-{os.getpid()}-{TOKENIZER_DIR}"
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(str(tmp))
-    tmp.rename(out / TOKENIZER_DIR)
+    try:
+        tmp.rename(out / TOKENIZER_DIR)
+    except OSError:  # a partition planning beside this one saved the same files first
+        if not (out / TOKENIZER_DIR).is_dir():
+            raise
+        shutil.rmtree(tmp)
     files = {f"{TOKENIZER_DIR}/{p.name}": sha256_file(p) for p in sorted((out / TOKENIZER_DIR).iterdir())}
     return {"dir": TOKENIZER_DIR, "class": type(tokenizer).__name__, "files": files}
 
@@ -353,7 +376,7 @@ def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: 
 
 def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
     done = _completed_shards(out, plan)
-    todo = set(range(plan["num_shards"])) - done
+    todo = set(own_shards(plan["num_shards"], config.num_partitions, config.partition)) - done
     if done:
         log.info("resuming: %d of %d shard(s) already written, not recomputed", len(done), plan["num_shards"])
     _check_free_space(out, sum(_expected_rows(plan, i) for i in todo), plan)
@@ -363,10 +386,10 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
                 "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
                 "resumed_shards": len(done)}
     tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    extras = {}  # files made from the teacher besides the shards, each once
-    if config.export_seed_layers:
+    extras = {}  # files made from the teacher besides the shards, each once (by partition 0)
+    if config.export_seed_layers and config.partition == 0:
         extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
-    if config.token_vectors:
+    if config.token_vectors and config.partition == 0:
         extras[TOKEN_VECTORS_FILE] = lambda model: write_parquet_atomic(
             token_vectors_table(compute_token_vectors(model, tokenizer, config.pooling.layer, device, precision), config.dtype),
             out / TOKEN_VECTORS_FILE)
@@ -427,8 +450,14 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "run": run_info,
     }
     write_json_atomic(manifest, out / MANIFEST_FILE)
-    (out / PLAN_FILE).unlink(missing_ok=True)
+    _remove_run_files(out)
     return manifest
+
+
+def _remove_run_files(out: Path) -> None:
+    """plan.json and the partitions' partial manifests served the run; the manifest replaces them."""
+    (out / PLAN_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTITIONS_DIR, ignore_errors=True)
 
 
 def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
@@ -488,15 +517,18 @@ def precompute(config: PrecomputeConfig) -> dict[str, Any]:
 
 def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    with CacheLock(out):
-        for path in remove_stale_tmp_files(out):
+    lock = f"{LOCK_FILE}-partition-{config.partition}" if config.partitioned else LOCK_FILE
+    with CacheLock(out, lock):
+        # partitions clean only their own shards' temp files: the others' may be in use
+        own = own_shards(10**9, config.num_partitions, config.partition) if config.partitioned else None
+        for path in remove_stale_tmp_files(out, own):
             log.info("removed %s left by an interrupted run", path)
         idf_source, idf = _idf_source(config)
         request = _request(config, idf_source)
         if (out / MANIFEST_FILE).exists():
             manifest = read_manifest(out)
             _check_same_request(request, manifest, out)
-            (out / PLAN_FILE).unlink(missing_ok=True)
+            _remove_run_files(out)
             log.info("%s is already complete with these settings (fingerprint %s): nothing to do", out, manifest["fingerprint"][:12])
             return manifest
         if (out / PLAN_FILE).exists():
@@ -506,9 +538,30 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
                 idf = IdfTable.load(out / IDF_FILE)
                 if idf.content_sha256() != plan["idf"]["content_sha256"]:
                     raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
-            log.info("found an unfinished run in %s with the same settings: resuming", out)
+            log.info("found a plan in %s with the same settings: resuming", out)
         else:
-            _clear_unplanned(out)
+            if not config.partitioned:  # partitions plan side by side and write identical files
+                _clear_unplanned(out)
             plan, idf = _plan(config, request, idf, out)
         run_info = _run_teacher(config, plan, idf, out)
-        return _finish(plan, run_info, out)
+        if not config.partitioned:
+            return _finish(plan, run_info, out)
+        partial = write_partial_manifest(out, plan, config.num_partitions, config.partition, run_info)
+    # outside this partition's lock: the last partition to finish merges
+    return merge_partitions(out) if all_partitions_done(out, config.num_partitions) else partial
+
+
+def merge_partitions(out: Path) -> dict[str, Any]:
+    """Check the partitions' partial manifests against the plan and write the final manifest."""
+    with CacheLock(out, f"{LOCK_FILE}-merge"):
+        if (out / MANIFEST_FILE).exists():
+            return read_manifest(out)
+        plan = read_json(out / PLAN_FILE) if (out / PLAN_FILE).exists() else None
+        if plan is None:
+            raise CacheError(f"{out}: no {PLAN_FILE}; nothing to merge (is it a partitioned precompute's output?)")
+        partials = read_partials(out, plan)
+        missing = sorted(set(range(plan["num_shards"])) - _completed_shards(out, plan))
+        if missing:
+            raise CacheError(f"{out}: shards {missing} are missing although every partition reported done")
+        remove_stale_tmp_files(out)
+        return _finish(plan, {"partitions": [p["run"] for p in partials]}, out)

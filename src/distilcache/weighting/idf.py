@@ -40,6 +40,15 @@ class IdfTable:
             table.add_document(text)
         return table
 
+    @classmethod
+    def merge(cls, tables: Iterable["IdfTable"]) -> "IdfTable":
+        """Document frequencies of disjoint document sets add up: the merge equals one pass over all."""
+        merged = cls()
+        for table in tables:
+            merged.num_documents += table.num_documents
+            merged.df.update(table.df)
+        return merged
+
     @property
     def unknown_idf(self) -> float:
         """The idf of a word the table has never seen (df = 0)."""
