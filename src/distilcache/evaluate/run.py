@@ -71,7 +71,9 @@ def evaluate_models(
             result["sts_mean"] = float(np.mean([s["spearman"] for s in result["sts"].values()]))
         if cache is not None:
             vectors = model.encode(held_texts, batch_size)
-            result["fidelity"] = float(np.mean(paired_cosine(vectors, held_vectors)))
+            # fidelity needs the teacher's space; neighbour agreement does not (a PCA-reduced model has another dim)
+            same_space = vectors.shape[1] == held_vectors.shape[1]
+            result["fidelity"] = float(np.mean(paired_cosine(vectors, held_vectors))) if same_space else None
             result[f"recall@{k}"] = recall_at_k(vectors, held_vectors, k) if len(held_texts) > k else None
             result["held_out_rows"] = len(held_texts)
         if speed_texts:
