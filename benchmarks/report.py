@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--wordnet", type=int, default=25000, help="WordNet sentences in the training corpus")
     parser.add_argument("--zh", type=int, default=10000, help="corpus-zh sentences in the training corpus")
-    parser.add_argument("--bilstm-epochs", type=int, default=8)
-    parser.add_argument("--transformer-epochs", type=int, default=4)
+    parser.add_argument("--bilstm-epochs", type=int, default=6)
+    parser.add_argument("--transformer-epochs", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cache and retrain the students")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -174,6 +174,9 @@ def main() -> None:
         *commands,
         "```",
     ])
+    ablation = args.out / "ABLATION.md"
+    if ablation.exists():  # made by benchmarks/ablation.py, which picks the students' default recipe
+        preamble += "\n\n## Student recipe ablation\n\n" + ablation.read_text(encoding="utf-8").split("\n", 1)[1].strip()
     paths = write_report(results, args.out, title="distilcache report: teacher vs students vs baselines",
                          preamble=preamble, name="REPORT")
     print(paths["markdown"].read_text())

@@ -73,3 +73,19 @@ def test_evaluate_writes_tables_json_and_a_plot_for_teacher_and_student(tmp_path
     assert "| student |" in markdown and "gap to teacher" in markdown
     png = (tmp_path / "report" / "quality_vs_speed.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_a_model_of_another_dim_gets_recall_but_no_fidelity(teacher_dir, tmp_path):
+    from distilcache import open_cache
+    from distilcache.evaluate import evaluate_models
+    from distilcache.evaluate.encoders import EvalModel
+
+    sentences = recombined_sentences(200, seed=4)
+    precompute(PrecomputeConfig(teacher=teacher_dir, inputs=[InputSpec(write_lines(tmp_path / "c.txt", sentences))],
+                                output=tmp_path / "cache", device="cpu"))
+    projection = np.random.default_rng(0).normal(size=(64, 16))
+    cache = open_cache(tmp_path / "cache")
+    lookup = dict(zip(cache.table(["text"])["text"].to_pylist(), cache.vectors()))
+    reduced = EvalModel("reduced", lambda texts, batch_size: np.stack([lookup[t] for t in texts]) @ projection, 64 * 16, 64 * 16 * 4)
+    (result,) = evaluate_models([reduced], [], cache, val_fraction=0.5, k=5)
+    assert result["fidelity"] is None and 0 < result["recall@5"] <= 1

@@ -146,7 +146,7 @@ def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, 
         "shard_size": config.shard_size,
         "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
         "export_seed_layers": config.export_seed_layers,
-        "token_vectors": config.token_vectors,
+        "export_token_vectors": config.token_vectors,
     }
 
 
@@ -445,7 +445,7 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "shards": shards,
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["export_seed_layers"], plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
-        "token_vectors": _token_vectors_entry(out, plan) if plan["token_vectors"] else None,
+        "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
         "stats": {"truncated_rows": stats["truncated_rows"], "rows_without_tokens": stats["rows_without_tokens"]},
         "run": run_info,
     }
