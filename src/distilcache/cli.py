@@ -9,8 +9,6 @@ from typing import Any
 
 from distilcache.cache_format import CacheError, open_cache, read_manifest, verify_cache
 
-log = logging.getLogger("distilcache")
-
 
 def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=["idf", "mean", "cls"], default="idf", help="sentence pooling (default: idf, LTD-BERT)")
