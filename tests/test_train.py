@@ -170,7 +170,7 @@ def test_train_and_student_never_import_the_precompute_stage():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-def test_train_and_encode_from_the_command_line_after_the_teacher_is_gone(small_cache, tmp_path, capsys):
+def test_train_encode_and_evaluate_from_the_command_line_after_the_teacher_is_gone(small_cache, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     from distilcache.cli import main
@@ -186,6 +186,13 @@ def test_train_and_encode_from_the_command_line_after_the_teacher_is_gone(small_
     np.testing.assert_allclose(np.stack(table["vector"].to_numpy(zero_copy_only=False)),
                                load_student(tmp_path / "s").encode(SENTENCES[:5] + ["今天 weather"]), atol=1e-5)
     assert json.loads((tmp_path / "v.rejected.jsonl").read_text())["reason"] == "empty"
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{i % 5}\n" for i, (a, b) in
+                                                            enumerate(zip(SENTENCES[:40], SENTENCES[40:80]))), encoding="utf-8")
+    assert main(["evaluate", "--model", str(tmp_path / "s"), "--teacher-cache", str(small_cache), "--sts", str(pairs),
+                 "--speed-sentences", "20"]) == 0
+    assert "| s |" in capsys.readouterr().out
 
 
 def test_auto_init_starts_a_bilstm_from_the_cached_token_vectors(small_cache, tmp_path):
