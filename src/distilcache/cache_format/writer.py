@@ -40,7 +40,7 @@ def publish(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """write(tmp), then publish; a failed write leaves no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
@@ -53,11 +53,11 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS))
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS))
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(value: Any, path: Path) -> None:

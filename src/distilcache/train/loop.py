@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from distilcache.cache_format import IDF_FILE, open_cache
 from distilcache.cache_format.hashing import sha256_json
+from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.cache_format.split import split_by_id
 from distilcache.train.data import iter_batches, length_grouped, load_rows
@@ -165,15 +166,11 @@ def evaluate(model: StudentModel, rows, batches, pad_id: int, config: TrainConfi
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _write_log(output: Path, history: list[dict[str, Any]]) -> None:
-    tmp = output / f".tmp-{LOG_FILE}"
-    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
-    tmp.replace(output / LOG_FILE)
+    write_text_atomic("".join(json.dumps(entry) + "\n" for entry in history), output / LOG_FILE)
 
 
 def _cache_identity(cache) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from distilcache.cache_format.writer import write_json_atomic
 from distilcache.train.models import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
 
 STUDENT_FILE = "distilcache_student.json"
@@ -37,9 +38,7 @@ def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tok
     if idf_file is not None:
         shutil.copy2(idf_file, directory / IDF_FILE)
     record = {"format": FORMAT, "format_version": 1, "student": model.config.to_dict()} | info
-    tmp = directory / f".tmp-{STUDENT_FILE}"
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(directory / STUDENT_FILE)
+    write_json_atomic(record, directory / STUDENT_FILE)
 
 
 def load_student_model(directory: Path) -> tuple[dict[str, Any], StudentModel]:
