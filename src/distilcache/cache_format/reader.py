@@ -16,6 +16,13 @@ from distilcache.cache_format.manifest import read_manifest
 from distilcache.cache_format.verify import verify_cache
 
 
+def vector_array(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed_size_list vector column as one (rows, dim) array in its stored dtype."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy().reshape(len(column), dim)
+
+
 @dataclass(frozen=True)
 class Cache:
     path: Path
@@ -58,8 +65,7 @@ class Cache:
 
     def vectors(self, dtype: str = "float32") -> np.ndarray:
         """The teacher vectors as one (num_rows, dim) array."""
-        column = self.table(["vector"])["vector"].combine_chunks()
-        return column.flatten().to_numpy().reshape(len(column), self.dim).astype(dtype, copy=False)
+        return vector_array(self.table(["vector"])["vector"], self.dim).astype(dtype, copy=False)
 
     def idf(self) -> pa.Table:
         return pq.read_table(self.path / self.manifest["idf"]["file"])

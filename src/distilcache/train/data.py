@@ -8,6 +8,7 @@ import pyarrow as pa
 import torch
 
 from distilcache.cache_format import Cache
+from distilcache.cache_format.reader import vector_array
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
 
@@ -44,7 +45,7 @@ def load_rows(cache: Cache) -> CacheRows:
     weight_offsets, weights = _flat_list(table["weights"])
     if not np.array_equal(offsets, weight_offsets):
         raise ValueError(f"{cache.path}: token_ids and weights are not aligned")
-    vectors = table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, cache.dim)
+    vectors = vector_array(table["vector"], cache.dim)
     return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
 
 

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from distilcache.cache_format import IDF_FILE, open_cache
 from distilcache.cache_format.hashing import sha256_json
+from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.cache_format.split import split_by_id
@@ -110,7 +111,7 @@ def _resolve_init(config: TrainConfig, manifest: dict[str, Any]) -> str:
 def _load_token_vectors(cache) -> np.ndarray:
     column = cache.manifest["token_vectors"]
     table = pq.read_table(cache.path / column["file"])
-    return table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, column["dim"]).astype(np.float32)
+    return vector_array(table["vector"], column["dim"]).astype(np.float32)
 
 
 def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int) -> StudentModel:
