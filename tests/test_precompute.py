@@ -220,7 +220,7 @@ def test_shards_are_zstd_parquet_with_the_v1_schema(teacher_dir, corpus, tmp_pat
     manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "cache"))
     parquet = pq.ParquetFile(tmp_path / "cache" / manifest["shards"][0]["file"])
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
-    assert parquet.schema_arrow.names == ["id", "text", "token_ids", "weights", "truncated", "vector"]
+    assert parquet.schema_arrow.names == ["id", "text", "target_text", "token_ids", "weights", "truncated", "vector"]
     vector_type = parquet.schema_arrow.field("vector").type
     assert vector_type.value_type == pa.float16() and vector_type.list_size == 64
 

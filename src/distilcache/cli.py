@@ -29,6 +29,9 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
                         help="do not store the teacher's static vector of every vocabulary token (students start from them)")
     parser.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error",
                         help="a repeated id stops the run (default) or is rejected and counted")
+    parser.add_argument("--student-vocab", choices=["auto", "teacher", "teacher+cjk"], default="auto",
+                        help="the students' tokens: the teacher's, or the teacher's plus one per CJK character it reads as [UNK] "
+                             "(auto, the default: teacher+cjk with --target-field)")
 
 
 def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Path], output: Path, teacher_name: str | None):
@@ -36,7 +39,8 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
 
     return PrecomputeConfig(
         teacher=teacher,
-        inputs=[InputSpec(p, id_field=getattr(args, "id_field", "id"), text_field=getattr(args, "text_field", "text")) for p in inputs],
+        inputs=[InputSpec(p, id_field=getattr(args, "id_field", "id"), text_field=getattr(args, "text_field", "text"),
+                          target_field=getattr(args, "target_field", None)) for p in inputs],
         output=output,
         pooling=PoolingConfig(args.pooling, args.layer, args.smoothing, args.max_length, args.normalize),
         dtype=args.dtype,
@@ -51,6 +55,7 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         token_vectors=args.token_vectors,
         num_partitions=getattr(args, "num_partitions", 1),
         partition=getattr(args, "partition", 0),
+        student_vocab=args.student_vocab,
     )
 
 
@@ -95,7 +100,12 @@ def describe(cache_dir: Path, manifest: dict[str, Any]) -> str:
     if manifest["idf"]:
         idf = manifest["idf"]
         lines.insert(5, f"idf          {idf['num_words']} words over {idf['num_documents']} texts (source: {idf['source']['kind']})")
-    lines += [f"input        {i['name']}: {i['input_rows']} rows in, {i['rows']} kept, {i['rejected']} rejected" for i in manifest["inputs"]]
+    if manifest.get("student_tokenizer"):
+        added = manifest["student_tokenizer"]["added_tokens"]
+        lines.insert(6, f"student vocab the teacher's + {added} CJK characters it reads as [UNK] ({manifest['student_tokenizer']['dir']}/)")
+    lines += [f"input        {i['name']}: {i['input_rows']} rows in, {i['rows']} kept, {i['rejected']} rejected"
+              + (f", {i['rows_with_target']} with a target ({i['target_field']!r} fed the teacher)" if "target_field" in i else "")
+              for i in manifest["inputs"]]
     return "\n".join(lines)
 
 
@@ -108,7 +118,7 @@ def _cmd_idf(args: argparse.Namespace) -> int:
     if args.merge:
         table = merge_idf_files(args.merge)
     else:
-        specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field) for p in args.input]
+        specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field, target_field=args.target_field) for p in args.input]
         table = compute_idf(specs, args.num_partitions, args.partition, args.on_duplicate_id == "keep-first")
     write_idf(table, args.output)
     print(f"{args.output}: {len(table.df)} words over {table.num_documents} texts")
@@ -234,11 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("precompute", help="run a teacher once over a corpus and write a cache")
     p.add_argument("--teacher", type=Path, required=True, help="local Hugging Face model directory (never fetched from a hub)")
-    p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv or .parquet; repeat for several")
+    p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv, .tsv or .parquet; repeat for several")
     p.add_argument("--output", type=Path, required=True, help="cache directory (created; resumed if interrupted)")
-    p.add_argument("--text-field", default="text", help="text column/field of .jsonl/.csv/.parquet inputs (default text)")
+    p.add_argument("--text-field", "--text-column", default="text",
+                   help="text column/field of .jsonl/.csv/.tsv/.parquet inputs: what students read (default text)")
+    p.add_argument("--target-field", "--target-column",
+                   help="parallel text: the teacher encodes this column instead (e.g. the English translation of a Chinese "
+                        "text); rows where it is empty keep the plain meaning")
     p.add_argument("--teacher-name", help="how the manifest names the teacher (default: its directory's name)")
-    p.add_argument("--id-field", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
+    p.add_argument("--id-field", "--id-column", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
     p.add_argument("--num-partitions", type=int, default=1, help="split the shards between N jobs (job arrays; needs --idf)")
     p.add_argument("--partition", type=int, default=0, help="which of the N partitions this job computes (0-based)")
     _add_precompute_options(p)
@@ -252,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, action="append", default=[], help="corpus files, as for precompute")
     p.add_argument("--merge", type=Path, nargs="+", help="partial idf.parquet files to add up")
     p.add_argument("--output", type=Path, required=True, help="idf.parquet to write")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
+    p.add_argument("--text-field", "--text-column", default="text")
+    p.add_argument("--target-field", "--target-column", help="as for precompute: target texts count as documents too")
+    p.add_argument("--id-field", "--id-column", default="id")
     p.add_argument("--num-partitions", type=int, default=1)
     p.add_argument("--partition", type=int, default=0)
     p.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error")

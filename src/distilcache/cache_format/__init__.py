@@ -12,6 +12,7 @@ from distilcache.cache_format.layout import (
     PLAN_FILE,
     REJECTED_FILE,
     SHARDS_DIR,
+    STUDENT_TOKENIZER_DIR,
     TOKENIZER_DIR,
     shard_name,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "PLAN_FILE",
     "REJECTED_FILE",
     "SHARDS_DIR",
+    "STUDENT_TOKENIZER_DIR",
     "TOKENIZER_DIR",
     "Cache",
     "CacheError",

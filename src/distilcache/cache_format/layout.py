@@ -8,6 +8,7 @@ PLAN_FILE = "plan.json"  # written first, removed once the manifest exists; make
 IDF_FILE = "idf.parquet"
 REJECTED_FILE = "rejected.jsonl"
 TOKENIZER_DIR = "tokenizer"
+STUDENT_TOKENIZER_DIR = "student_tokenizer"  # only when the student needs tokens the teacher lacks
 SHARDS_DIR = "shards"
 LOCK_FILE = ".lock"  # partitions lock ".lock-partition-I", merging ".lock-merge"
 TMP_PREFIX = ".tmp-"

@@ -48,6 +48,12 @@ class Cache:
     def tokenizer_dir(self) -> Path:
         return self.path / self.manifest["tokenizer"]["dir"]
 
+    @property
+    def student_tokenizer_dir(self) -> Path:
+        """The tokenizer that made the token_ids column: the teacher's, or an extended one."""
+        student = self.manifest.get("student_tokenizer")
+        return self.path / student["dir"] if student else self.tokenizer_dir
+
     @cached_property
     def dataset(self) -> ds.Dataset:
         """A lazy pyarrow dataset over the shards, in row order."""

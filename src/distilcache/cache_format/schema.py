@@ -11,7 +11,10 @@ def shard_schema(dim: int, dtype: str) -> pa.Schema:
         [
             pa.field("id", pa.string(), nullable=False),
             pa.field("text", pa.string(), nullable=False),
-            # teacher token ids without special tokens, after truncation
+            # parallel text: what the teacher encoded instead of text (null: the teacher encoded text)
+            pa.field("target_text", pa.string(), nullable=True),
+            # student token ids of text without special tokens, after truncation: the teacher's
+            # tokenizer, or the cache's student_tokenizer/ when it has one (teacher ids + added ones)
             pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
             # pooling weights aligned with token_ids; they sum to 1 (empty when no token is left)
             pa.field("weights", pa.list_(pa.float32()), nullable=False),

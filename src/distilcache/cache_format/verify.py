@@ -20,6 +20,8 @@ def listed_files(manifest: dict[str, Any]) -> dict[str, str]:
         files[manifest["idf"]["file"]] = manifest["idf"]["sha256"]
     files[manifest["rejected"]["file"]] = manifest["rejected"]["sha256"]
     files.update(manifest["tokenizer"]["files"])
+    if manifest.get("student_tokenizer"):
+        files.update(manifest["student_tokenizer"]["files"])
     if manifest.get("seed"):  # the teacher's seed layers, when precompute exported them
         files.update(manifest["seed"]["files"])
     if manifest.get("token_vectors"):

@@ -12,12 +12,13 @@ from distilcache.weighting import IdfTable
 
 def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int = 0, keep_first_duplicate: bool = False) -> IdfTable:
     """Document frequencies over the accepted rows (those precompute keeps) whose position in the
-    corpus is partition mod num_partitions."""
+    corpus is partition mod num_partitions; a row's target text counts as a document of its own."""
     table = IdfTable()
     records = (item for item in iter_corpus(specs, keep_first_duplicate) if isinstance(item, Record))
     for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1)):
         if position % num_partitions == partition:
-            table.add_document(record.text)
+            for document in record.documents:
+                table.add_document(document)
     return table
 
 

@@ -1,4 +1,4 @@
-"""Read corpora (.txt, .jsonl, .csv, .parquet) into (id, text) records, rejecting bad rows explicitly.
+"""Read corpora (.txt, .jsonl, .csv, .tsv, .parquet) into (id, text[, target]) records, rejecting bad rows explicitly.
 
 Every input row ends as exactly one Record or one Rejection, in file order, so
 rows in = rows out + rejections, always.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 LINE_IDS = ""  # an id field of "" means: ids are <file stem>:<row number>
 
 
@@ -26,6 +26,9 @@ class InputSpec:
     path: Path
     id_field: str = "id"
     text_field: str = "text"
+    # parallel text: the teacher encodes this field, the student reads text_field; a row whose
+    # target is missing or empty keeps the plain meaning (the teacher encodes its text)
+    target_field: str | None = None
 
     @property
     def format(self) -> str:
@@ -35,9 +38,11 @@ class InputSpec:
         return fmt
 
     def check(self) -> None:
-        """Fail early on an unknown format or a missing file."""
+        """Fail early on an unknown format, a missing file or a target field a .txt cannot have."""
         if self.format and not self.path.is_file():
             raise InputError(f"{self.path}: input file not found")
+        if self.format == "txt" and self.target_field is not None:
+            raise InputError(f"{self.path}: a .txt input has no fields; targets need .jsonl, .csv, .tsv or .parquet")
 
     def row_id(self, row_number: int) -> str:
         return f"{self.path.stem}:{row_number}"
@@ -47,6 +52,8 @@ class InputSpec:
         described: dict[str, Any] = {"name": self.path.name, "format": self.format}
         if self.format != "txt":
             described |= {"id_field": self.id_field, "text_field": self.text_field}
+        if self.target_field is not None:
+            described["target_field"] = self.target_field
         return described
 
 
@@ -55,6 +62,12 @@ class Record:
     id: str
     text: str
     file: str
+    target: str | None = None  # what the teacher encodes instead of text (parallel data)
+
+    @property
+    def documents(self) -> tuple[str, ...]:
+        """The texts this row adds to the IDF table: its text, and its target as a document of its own."""
+        return (self.text,) if self.target is None else (self.text, self.target)
 
 
 @dataclass(frozen=True)
@@ -128,49 +141,67 @@ def _read_jsonl(spec: InputSpec) -> Iterator[Record | Rejection]:
         if not isinstance(obj, dict):
             yield Rejection(spec.path.name, number, None, "invalid_json", f"expected an object, got {type(obj).__name__}")
             continue
-        yield _check_row(spec, number, obj.get(spec.id_field), obj.get(spec.text_field))
+        yield _check_row(spec, number, obj.get(spec.id_field), obj.get(spec.text_field), _target(spec, obj))
 
 
-def _check_row(spec: InputSpec, row: int, raw_id: Any, text: Any) -> Record | Rejection:
+def _check_row(spec: InputSpec, row: int, raw_id: Any, text: Any, target: Any = None) -> Record | Rejection:
     row_id = _id_of(spec, row, raw_id)
     if row_id is None:
         return Rejection(spec.path.name, row, None, "missing_field", f"no usable '{spec.id_field}' value")
-    return _check_text(spec, row, row_id, text)
+    checked = _check_text(spec, row, row_id, text)
+    if isinstance(checked, Rejection) or target is None or (isinstance(target, str) and not target.strip()):
+        return checked
+    if not isinstance(target, str):
+        return Rejection(spec.path.name, row, row_id, "bad_type", f"'{spec.target_field}' is {type(target).__name__}, not a string")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in target):
+        return Rejection(spec.path.name, row, row_id, "invalid_utf8", f"'{spec.target_field}' contains bytes that are not UTF-8")
+    return Record(checked.id, checked.text, checked.file, target)
+
+
+def _target(spec: InputSpec, row: dict[str, Any]) -> Any:
+    return row.get(spec.target_field) if spec.target_field is not None else None
+
+
+def _columns(spec: InputSpec) -> list[str]:
+    return ([spec.text_field] + ([spec.id_field] if spec.id_field != LINE_IDS else [])
+            + ([spec.target_field] if spec.target_field is not None else []))
 
 
 def _require_columns(spec: InputSpec, columns: list[str]) -> None:
-    wanted = [spec.text_field] + ([spec.id_field] if spec.id_field != LINE_IDS else [])
+    wanted = _columns(spec)
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise InputError(
             f"{spec.path}: no column {missing} (columns: {columns}); "
-            "choose others with --text-field/--id-field, or --id-field '' for row-number ids"
+            "choose others with --text-field/--id-field/--target-field, or --id-field '' for row-number ids"
         )
 
 
 def _read_csv(spec: InputSpec) -> Iterator[Record | Rejection]:
     # surrogateescape keeps undecodable bytes visible per row instead of failing the whole file
     with open(spec.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.DictReader(f)
+        # .tsv: tab-separated with no quoting, so a quote character inside a text stays text
+        reader = (csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if spec.format == "tsv"
+                  else csv.DictReader(f))
         _require_columns(spec, list(reader.fieldnames or []))
         for number, row in enumerate(reader, start=1):
-            yield _check_row(spec, number, row.get(spec.id_field), row.get(spec.text_field))
+            yield _check_row(spec, number, row.get(spec.id_field), row.get(spec.text_field), _target(spec, row))
 
 
 def _read_parquet(spec: InputSpec) -> Iterator[Record | Rejection]:
     parquet = pq.ParquetFile(spec.path)
     _require_columns(spec, parquet.schema_arrow.names)
-    columns = [spec.text_field] + ([spec.id_field] if spec.id_field != LINE_IDS else [])
     number = 0
-    for batch in parquet.iter_batches(columns=columns, batch_size=65536):
+    for batch in parquet.iter_batches(columns=_columns(spec), batch_size=65536):
         texts = batch.column(spec.text_field).to_pylist()
         ids = batch.column(spec.id_field).to_pylist() if spec.id_field != LINE_IDS else [None] * len(texts)
-        for raw_id, text in zip(ids, texts):
+        targets = batch.column(spec.target_field).to_pylist() if spec.target_field is not None else [None] * len(texts)
+        for raw_id, text, target in zip(ids, texts, targets):
             number += 1
-            yield _check_row(spec, number, raw_id, text)
+            yield _check_row(spec, number, raw_id, text, target)
 
 
-_READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
+_READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
 
 
 def iter_input(spec: InputSpec) -> Iterator[Record | Rejection]:

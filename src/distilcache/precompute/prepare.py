@@ -1,4 +1,8 @@
-"""CPU-side work for one shard: tokenise with offsets, weight tokens, cut into length-sorted batches."""
+"""CPU-side work for one shard: tokenise with offsets, weight tokens, cut into length-sorted batches.
+
+A row has two sides: what the teacher encodes (its target text when it has one, else its text) and
+what the student reads (always its text, through the student tokenizer when the cache has one).
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,11 +29,12 @@ class PoolingConfig:
 class PreparedRow:
     id: str
     text: str
-    input_ids: list[int]  # with special tokens, as the teacher reads them
-    token_ids: np.ndarray  # int32, without special tokens
+    target: str | None  # the text the teacher encoded instead of text
+    input_ids: list[int]  # the teacher's input, with special tokens
+    token_ids: np.ndarray  # int32 student tokens of text, without special tokens
     weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
     position_weights: np.ndarray  # float32 pooling weights aligned with input_ids
-    truncated: bool
+    truncated: bool  # the teacher's input or the student's tokens were cut to max_length
 
 
 @dataclass
@@ -41,22 +46,33 @@ class Batch:
 
 
 def prepare_rows(
-    records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None
+    records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None,
+    student_tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> list[PreparedRow]:
+    """Teacher inputs from each record's target (or text) through the teacher's tokenizer; student
+    tokens from its text through student_tokenizer (None: the teacher's, and one tokenisation serves
+    both sides of a row without a target)."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
-    tokens = weighted_tokens([r.text for r in records], tokenizer, pooling.max_length,
-                             idf if pooling.mode == "idf" else None, pooling.smoothing)
+    weight_idf = idf if pooling.mode == "idf" else None
+    teacher = weighted_tokens([r.target or r.text for r in records], tokenizer, pooling.max_length, weight_idf, pooling.smoothing)
+    own = [i for i, r in enumerate(records) if r.target is not None or student_tokenizer is not None]
+    student = list(teacher)
+    separate = weighted_tokens([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
+                               weight_idf, pooling.smoothing)
+    for i, tokens in zip(own, separate):
+        student[i] = tokens
     return [
         PreparedRow(
             id=record.id,
             text=record.text,
+            target=record.target,
             input_ids=t.input_ids,
-            token_ids=t.token_ids,
-            weights=t.weights,
+            token_ids=s.token_ids,
+            weights=s.weights,
             position_weights=position_weights(pooling.mode, len(t.input_ids), t.content_positions, t.weights),
-            truncated=t.truncated,
+            truncated=t.truncated or s.truncated,
         )
-        for record, t in zip(records, tokens)
+        for record, t, s in zip(records, teacher, student)
     ]
 
 

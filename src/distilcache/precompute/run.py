@@ -34,6 +34,7 @@ from distilcache.cache_format import (
     PLAN_FILE,
     REJECTED_FILE,
     SHARDS_DIR,
+    STUDENT_TOKENIZER_DIR,
     TOKENIZER_DIR,
     CacheError,
     CacheLock,
@@ -67,10 +68,13 @@ from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 from distilcache.precompute.token_vectors import TOKEN_VECTORS_FILE, compute_token_vectors, token_vectors_table
 from distilcache.weighting import SEGMENTER, IdfTable
 from distilcache.weighting.idf import FORMULA
+from distilcache.weighting.student_vocab import RULE as STUDENT_VOCAB_RULE
+from distilcache.weighting.student_vocab import count_cjk, extend_tokenizer, uncovered_chars
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 256
+STUDENT_VOCABS = ("auto", "teacher", "teacher+cjk")  # auto: teacher+cjk when an input has a target field
 
 
 @dataclass
@@ -91,6 +95,7 @@ class PrecomputeConfig:
     token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
     num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
     partition: int = 0
+    student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
 
     @property
     def partitioned(self) -> bool:
@@ -112,6 +117,8 @@ class PrecomputeConfig:
             raise ValueError("at least one input is needed")
         if self.idf_file is not None and self.pooling.mode != "idf":
             raise ValueError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
+        if self.student_vocab not in STUDENT_VOCABS:
+            raise ValueError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
         if not 0 <= self.partition < self.num_partitions:
             raise ValueError(f"--partition must be in 0..{self.num_partitions - 1}, got {self.partition}")
         if self.partitioned and self.pooling.mode == "idf" and self.idf_file is None:
@@ -147,7 +154,14 @@ def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, 
         "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
         "export_seed_layers": config.export_seed_layers,
         "export_token_vectors": config.token_vectors,
+        "student_vocab": _student_vocab(config),
     }
+
+
+def _student_vocab(config: PrecomputeConfig) -> str:
+    if config.student_vocab != "auto":
+        return config.student_vocab
+    return "teacher+cjk" if any(spec.target_field is not None for spec in config.inputs) else "teacher"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -182,9 +196,9 @@ def _check_same_request(request: dict[str, Any], stored: dict[str, Any], where: 
         )
 
 
-def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
-    """A hash of everything that determines the vectors (not the input list: the same settings
-    applied to more text give compatible rows)."""
+def _fingerprint(request: dict[str, Any], idf: IdfTable | None, added_tokens: list[str]) -> str:
+    """A hash of everything that determines the vectors and the token ids (not the input list: the
+    same settings applied to more text give compatible rows)."""
     teacher = request["teacher"]
     return sha256_json(
         {
@@ -194,6 +208,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
             "vector": request["vector"],
             "segmenter": request["segmenter"],
             "idf": idf.content_sha256() if idf is not None else None,
+            "student_added_tokens": sha256_json(added_tokens) if added_tokens else None,
         }
     )
 
@@ -201,7 +216,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None) -> str:
 # ---------------------------------------------------------------- plan: one pass over the inputs
 
 
-_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, TOKEN_VECTORS_FILE, LOCK_FILE}
+_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, TOKEN_VECTORS_FILE, LOCK_FILE}
 
 
 def _clear_unplanned(out: Path) -> None:
@@ -215,13 +230,14 @@ def _clear_unplanned(out: Path) -> None:
         )
     for name in (IDF_FILE, REJECTED_FILE):
         (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
-    shutil.rmtree(out / SEED_DIR, ignore_errors=True)
+    for name in (TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SEED_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
     (out / TOKEN_VECTORS_FILE).unlink(missing_ok=True)
 
 
-def _read_pass(config: PrecomputeConfig, idf: IdfTable | None) -> tuple[dict[str, Counter], list[Rejection]]:
-    """Count input rows and rejections per file and, when idf is given, add every accepted text to it."""
+def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | None) -> tuple[dict[str, Counter], list[Rejection]]:
+    """Count input rows, targets and rejections per file; add every accepted text (and target: a
+    document of its own) to idf when given; count the texts' CJK characters into cjk when given."""
     counts = {spec.path.name: Counter() for spec in config.inputs}
     rejections: list[Rejection] = []
     with tqdm(desc="reading inputs" + (" + IDF" if idf is not None else ""), unit=" rows", mininterval=1) as bar:
@@ -230,8 +246,13 @@ def _read_pass(config: PrecomputeConfig, idf: IdfTable | None) -> tuple[dict[str
             if isinstance(item, Rejection):
                 rejections.append(item)
                 counts[item.file]["rejected"] += 1
-            elif idf is not None:
-                idf.add_document(item.text)
+            else:
+                counts[item.file]["rows_with_target"] += item.target is not None
+                if idf is not None:
+                    for document in item.documents:
+                        idf.add_document(document)
+                if cjk is not None:
+                    count_cjk(item.text, cjk)
             bar.update()
     return counts, rejections
 
@@ -242,7 +263,8 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
     compute_idf = config.pooling.mode == "idf" and config.idf_file is None
     if compute_idf:
         idf = IdfTable()
-    counts, rejections = _read_pass(config, idf if compute_idf else None)
+    cjk = Counter() if request["student_vocab"] == "teacher+cjk" else None
+    counts, rejections = _read_pass(config, idf if compute_idf else None, cjk)
     inputs = []
     for described, spec in zip(request["inputs"], config.inputs):
         seen = counts[spec.path.name]
@@ -250,6 +272,7 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
             described
             | {"path": str(spec.path.resolve()), "input_rows": seen["input_rows"], "rejected": seen["rejected"],
                "rows": seen["input_rows"] - seen["rejected"]}
+            | ({"rows_with_target": seen["rows_with_target"]} if spec.target_field is not None else {})
         )
     total_rows = sum(entry["rows"] for entry in inputs)
 
@@ -268,16 +291,25 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
             "unknown_word_rule": "a word absent from the table gets the idf of df = 0",
             "segmenter": SEGMENTER,
         }
-    tokenizer_entry = _save_tokenizer(config.teacher, out)
+    tokenizer_entry = _save_tokenizer(load_tokenizer(config.teacher), TOKENIZER_DIR, out)
+    added_tokens = uncovered_chars(cjk, load_tokenizer(config.teacher)) if cjk is not None else []
+    student_tokenizer_entry = None
+    if added_tokens:
+        student_tokenizer = extend_tokenizer(load_tokenizer(config.teacher), added_tokens)
+        student_tokenizer_entry = _save_tokenizer(student_tokenizer, STUDENT_TOKENIZER_DIR, out) | {
+            "rule": STUDENT_VOCAB_RULE, "base_vocab_size": len(student_tokenizer) - len(added_tokens),
+            "added_tokens": len(added_tokens), "added_tokens_sha256": sha256_json(added_tokens)}
+        log.info("student tokenizer: %d CJK characters the teacher reads as [UNK] get their own tokens", len(added_tokens))
     plan = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "package_version": distilcache.__version__,
         **request,
         "inputs": inputs,
-        "fingerprint": _fingerprint(request, idf),
+        "fingerprint": _fingerprint(request, idf, added_tokens),
         "idf": idf_entry,
         "tokenizer": tokenizer_entry,
+        "student_tokenizer": student_tokenizer_entry,
         "rejected": {"file": REJECTED_FILE, "count": len(rejections), "by_reason": dict(Counter(r.reason for r in rejections)),
                      "sha256": sha256_file(out / REJECTED_FILE)},
         "total_rows": total_rows,
@@ -288,19 +320,18 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
     return plan, idf
 
 
-def _save_tokenizer(teacher_dir: Path, out: Path) -> dict[str, Any]:
-    tokenizer = load_tokenizer(teacher_dir)
-    tmp = out / f".tmp-{os.getpid()}-{TOKENIZER_DIR}"
+def _save_tokenizer(tokenizer, name: str, out: Path) -> dict[str, Any]:
+    tmp = out / f".tmp-{os.getpid()}-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(str(tmp))
     try:
-        tmp.rename(out / TOKENIZER_DIR)
+        tmp.rename(out / name)
     except OSError:  # a partition planning beside this one saved the same files first
-        if not (out / TOKENIZER_DIR).is_dir():
+        if not (out / name).is_dir():
             raise
         shutil.rmtree(tmp)
-    files = {f"{TOKENIZER_DIR}/{p.name}": sha256_file(p) for p in sorted((out / TOKENIZER_DIR).iterdir())}
-    return {"dir": TOKENIZER_DIR, "class": type(tokenizer).__name__, "files": files}
+    files = {f"{name}/{p.name}": sha256_file(p) for p in sorted((out / name).iterdir())}
+    return {"dir": name, "class": type(tokenizer).__name__, "files": files}
 
 
 # ---------------------------------------------------------------- teacher pass: shard by shard
@@ -321,7 +352,8 @@ def _records(config: PrecomputeConfig) -> Iterator[Record]:
     return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
 
 
-def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, idf: IdfTable | None) -> Iterator[_Piece]:
+def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
+            idf: IdfTable | None) -> Iterator[_Piece]:
     """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
     records = _records(config)
     for index in range(plan["num_shards"]):
@@ -329,7 +361,7 @@ def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], toke
         if index not in todo:
             continue
         for start in range(0, len(chunk), SORT_WINDOW):
-            rows = prepare_rows(chunk[start : start + SORT_WINDOW], tokenizer, config.pooling, idf)
+            rows = prepare_rows(chunk[start : start + SORT_WINDOW], tokenizer, config.pooling, idf, student_tokenizer)
             batches = list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0))
             yield _Piece(index, rows, batches, last=start + SORT_WINDOW >= len(chunk))
 
@@ -365,6 +397,7 @@ def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: 
         {
             "id": pa.array([r.id for r in rows], pa.string()),
             "text": pa.array([r.text for r in rows], pa.string()),
+            "target_text": pa.array([r.target for r in rows], pa.string()),
             "token_ids": ragged([r.token_ids for r in rows], pa.int32()),
             "weights": ragged([r.weights for r in rows], pa.float32()),
             "truncated": pa.array([r.truncated for r in rows], pa.bool_()),
@@ -386,6 +419,7 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
                 "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
                 "resumed_shards": len(done)}
     tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
     extras = {}  # files made from the teacher besides the shards, each once (by partition 0)
     if config.export_seed_layers and config.partition == 0:
         extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
@@ -408,7 +442,7 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
-        for piece in prefetch(_pieces(config, plan, todo, tokenizer, idf), depth=4):
+        for piece in prefetch(_pieces(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
             vectors = np.empty((len(piece.rows), dim), dtype=np.float32)
             for batch in piece.batches:
                 inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
@@ -436,7 +470,8 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
     shards = [shard_entry(out, index, _expected_rows(plan, index)) for index in range(plan["num_shards"])]
     stats = Counter()
     for entry in shards:
-        table = pq.read_table(out / entry["file"], columns=["token_ids", "truncated"])
+        table = pq.read_table(out / entry["file"], columns=["target_text", "token_ids", "truncated"])
+        stats["rows_with_target"] += len(table) - table["target_text"].null_count
         stats["truncated_rows"] += int(pc.sum(table["truncated"]).as_py() or 0)
         stats["rows_without_tokens"] += int(pc.sum(pc.equal(pc.list_value_length(table["token_ids"]), 0)).as_py() or 0)
     manifest = {key: value for key, value in plan.items() if key != "num_shards"}
@@ -446,7 +481,7 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["export_seed_layers"], plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
-        "stats": {"truncated_rows": stats["truncated_rows"], "rows_without_tokens": stats["rows_without_tokens"]},
+        "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens")},
         "run": run_info,
     }
     write_json_atomic(manifest, out / MANIFEST_FILE)

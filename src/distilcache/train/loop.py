@@ -108,24 +108,30 @@ def _resolve_init(config: TrainConfig, manifest: dict[str, Any]) -> str:
     return "seed" if fits else "random"
 
 
-def _load_token_vectors(cache) -> np.ndarray:
+def _load_token_vectors(cache, vocab_size: int, unk_id: int | None) -> np.ndarray:
+    """The teacher's static vector per token; tokens the student tokenizer added (characters the
+    teacher reads as [UNK]) start from the [UNK] vector: what the teacher made of them."""
     column = cache.manifest["token_vectors"]
     table = pq.read_table(cache.path / column["file"])
-    return vector_array(table["vector"], column["dim"]).astype(np.float32)
+    vectors = vector_array(table["vector"], column["dim"]).astype(np.float32)
+    added = vocab_size - len(vectors)
+    if added > 0:
+        vectors = np.concatenate([vectors, np.repeat(vectors[[unk_id or 0]], added, axis=0)])
+    return vectors
 
 
-def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int) -> StudentModel:
+def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int, unk_id: int | None) -> StudentModel:
     dim, max_length = cache.dim, cache.manifest["pooling"]["max_length"]
     if init == "seed":
         seed_dir = cache.path / cache.manifest["seed"]["dir"]
         seed = seed_config(seed_dir)
-        student = StudentConfig("transformer", seed.vocab_size, dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
+        student = StudentConfig("transformer", max(vocab_size, seed.vocab_size), dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
                                 num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout)
         return build_student(student, seed_dir=seed_dir)
     if config.student == "transformer":
         return build_student(StudentConfig("transformer", vocab_size, dim, pad_id, config.hidden or 256, config.layers or 2,
                                            num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout))
-    vectors = _load_token_vectors(cache) if init == "token-vectors" else None
+    vectors = _load_token_vectors(cache, vocab_size, unk_id) if init == "token-vectors" else None
     embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
     student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden or dim // 2, config.layers or 1,
                             embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout)
@@ -193,7 +199,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device, training=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(cache.tokenizer_dir), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(cache.student_tokenizer_dir), local_files_only=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     init = _resolve_init(config, cache.manifest)
 
@@ -208,7 +214,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
 
     torch.manual_seed(config.seed)
-    model = _build_student(config, init, cache, len(tokenizer), pad_id).to(device)
+    model = _build_student(config, init, cache, len(tokenizer), pad_id, tokenizer.unk_token_id).to(device)
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
@@ -275,7 +281,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         state["epoch"] = epoch
         if held_out["fidelity"] > state["best_fidelity"]:
             state |= {"best_fidelity": held_out["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
-            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]}, cache.tokenizer_dir, idf_file)
+            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]}, cache.student_tokenizer_dir, idf_file)
         else:
             state["bad_epochs"] += 1
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

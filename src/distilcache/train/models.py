@@ -107,7 +107,12 @@ def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vec
                 model.projection.bias.zero_()
         return model
     if config.kind == "transformer":
-        return StudentModel(config, TransformerEncoder.load(seed_dir) if seed_dir else TransformerEncoder.fresh(config))
+        if seed_dir is None:
+            return StudentModel(config, TransformerEncoder.fresh(config))
+        encoder = TransformerEncoder.load(seed_dir)
+        if config.vocab_size > encoder.model.config.vocab_size:  # tokens the student tokenizer added
+            encoder.model.resize_token_embeddings(config.vocab_size)
+        return StudentModel(config, encoder)
     raise ValueError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")
 
 
