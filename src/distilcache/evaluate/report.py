@@ -56,11 +56,14 @@ def plot_quality_vs_speed(results: list[dict[str, Any]], path: Path, title: str)
 
 
 def write_report(results: list[dict[str, Any]], out_dir: Path, title: str = "distilcache evaluation", preamble: str = "",
-                 k: int = 10, name: str = "report") -> dict[str, Path]:
+                 k: int = 10, name: str = "report", plot: bool = True) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json", "plot": out_dir / "quality_vs_speed.png"}
+    paths = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json"}
     paths["json"].write_text(json.dumps({"title": title, "results": results}, indent=2, default=float) + "\n", encoding="utf-8")
-    body = f"# {title}\n\n{preamble}\n\n" if preamble else f"# {title}\n\n"
-    paths["markdown"].write_text(body + markdown_tables(results, k) + f"\n![quality vs speed]({paths['plot'].name})\n", encoding="utf-8")
-    plot_quality_vs_speed(results, paths["plot"], title)
+    body = (f"# {title}\n\n{preamble}\n\n" if preamble else f"# {title}\n\n") + markdown_tables(results, k)
+    if plot:
+        paths["plot"] = out_dir / "quality_vs_speed.png"
+        plot_quality_vs_speed(results, paths["plot"], title)
+        body += f"\n![quality vs speed]({paths['plot'].name})\n"
+    paths["markdown"].write_text(body, encoding="utf-8")
     return paths
