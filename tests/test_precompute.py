@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from conftest import CORPUS, EN, MIXED, ZH, write_lines
 from distilcache import open_cache
-from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError
+from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute import run as run_module
 
@@ -240,3 +240,14 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close_to_fp32(teacher_dir, corpus, 
     manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "bf16", precision="bf16"))
     assert manifest["run"]["precision"] == "bf16"
     assert _cosine(open_cache(tmp_path / "fp32").vectors(), open_cache(tmp_path / "bf16").vectors()).min() >= 0.99
+
+
+def test_the_dataset_card_describes_the_cache_and_verify_vouches_for_it(teacher_dir, corpus, tmp_path):
+    manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "cache"))
+    card = (tmp_path / "cache" / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nconfigs:") and "path: shards/part-*.parquet" in card
+    assert manifest["teacher"]["name"] in card and f"{manifest['total_rows']:,} in 1 shard(s)" in card
+    assert manifest["fingerprint"] in card and corpus.name in card
+    assert verify_cache(tmp_path / "cache") == []
+    (tmp_path / "cache" / "README.md").write_text(card + "edited\n", encoding="utf-8")
+    assert [p.file for p in verify_cache(tmp_path / "cache")] == ["README.md"]

@@ -16,8 +16,9 @@ def _snippets() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_the_readme_has_the_four_snippets():
-    assert [re.search(r"^(?:import|from) (\w+)", s, flags=re.M).group(1) for s in _snippets()] == ["pyarrow", "pandas", "duckdb", "glob"]
+def test_the_readme_has_the_five_snippets():
+    assert [re.search(r"^(?:import|from) (\w+)", s, flags=re.M).group(1) for s in _snippets()] == [
+        "pyarrow", "pandas", "duckdb", "glob", "datasets"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def cache_dir(teacher_dir, tmp_path_factory) -> Path:
     return root / "cache"
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_a_readme_snippet_reads_every_row(cache_dir, index):
     code = _snippets()[index].replace("demo/cache", str(cache_dir))
     namespace: dict = {}

@@ -24,6 +24,8 @@ def listed_files(manifest: dict[str, Any]) -> dict[str, str]:
         files.update(manifest["student_tokenizer"]["files"])
     if manifest.get("seed"):  # the teacher's seed layers, when precompute exported them
         files.update(manifest["seed"]["files"])
+    if manifest.get("card"):  # README.md, the dataset card
+        files[manifest["card"]["file"]] = manifest["card"]["sha256"]
     if manifest.get("token_vectors"):
         files[manifest["token_vectors"]["file"]] = manifest["token_vectors"]["sha256"]
     return files

@@ -46,6 +46,7 @@ from distilcache.cache_format import (
     write_parquet_atomic,
     write_shard,
 )
+from distilcache.cache_format.card import CARD_FILE, dataset_card
 from distilcache.cache_format.hashing import sha256_file, sha256_json
 from distilcache.cache_format.layout import FORMAT_NAME
 from distilcache.cache_format.manifest import read_json
@@ -484,6 +485,8 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens")},
         "run": run_info,
     }
+    write_text_atomic(dataset_card(manifest, out.resolve().name), out / CARD_FILE)
+    manifest["card"] = {"file": CARD_FILE, "sha256": sha256_file(out / CARD_FILE)}
     write_json_atomic(manifest, out / MANIFEST_FILE)
     _remove_run_files(out)
     return manifest
