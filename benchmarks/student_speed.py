@@ -4,7 +4,8 @@ Every model pays the full price of `encode`: tokenisation (and, for students, ji
 weighting), the forward pass, pooling. Rows: all-MiniLM-L6-v2 (the teacher, its own mean
 pooling, length-sorted batches), the default BiLSTM student and a
 2-layer transformer student, both trained briefly on a cache of STS-B train sentences (speed
-does not depend on how long they trained). Sentences: STS-B English dev (../shared/data).
+does not depend on how long they trained), each also exported to ONNX and run in onnxruntime
+(needs distilcache[onnx]). Sentences: STS-B English dev (../shared/data).
 
     .venv/bin/python benchmarks/student_speed.py [--train-sentences 4000] [--sentences 2000]
 """
@@ -23,6 +24,7 @@ import transformers
 
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.evaluate.run import measure_speed
+from distilcache.onnx_export import export_onnx
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.train import TrainConfig, train
 
@@ -64,7 +66,11 @@ def main() -> None:
     print("| model | params | weights MB | batch-256 sent/s | batch-1 latency ms (median) | speed-up vs teacher |")
     print("|---|---|---|---|---|---|")
     models = {"all-MiniLM-L6-v2 teacher": TeacherEncoder(teacher_dir, PoolingConfig("mean")).as_eval_model("teacher")}
-    models |= {name: student_eval_model(work / name.split()[0]) for name in students}
+    for name in students:
+        directory = work / name.split()[0]
+        export_onnx(directory)
+        models[name] = student_eval_model(directory)
+        models[f"{name}, onnxruntime"] = student_eval_model(directory, backend="onnx")
     speeds = {name: measure_speed(model, texts, batch_size=256, latency_calls=200) for name, model in models.items()}
     teacher_rate = speeds["all-MiniLM-L6-v2 teacher"]["sentences_per_second"]
     for name, model in models.items():

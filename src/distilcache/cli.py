@@ -174,6 +174,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from distilcache.onnx_export import check_onnx, export_onnx
+
+    path = export_onnx(args.model, args.output)
+    difference = check_onnx(args.model, path)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB; onnxruntime vs torch on test sentences: max abs difference {difference:.2e}")
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
@@ -182,7 +191,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from distilcache.student import load_student
     from distilcache.devices import resolve_device
 
-    student = load_student(args.model, device=resolve_device(args.device))
+    student = load_student(args.model, device=resolve_device(args.device), backend=args.backend)
     specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field) for p in args.input]
     records, rejections = [], []
     for item in iter_corpus(specs):
@@ -328,7 +337,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the student.onnx written by `distilcache export-onnx` in onnxruntime (CPU)")
     p.set_defaults(run=_cmd_encode)
+
+    p = commands.add_parser("export-onnx", help="export a student to ONNX (student.onnx in its directory) and check it against torch")
+    p.add_argument("model", type=Path, help="student directory")
+    p.add_argument("--output", type=Path, help="where to write the .onnx file (default: <model>/student.onnx)")
+    p.set_defaults(run=_cmd_export_onnx)
 
     p = commands.add_parser("evaluate", help="STS Spearman, fidelity, retrieval agreement and speed, side by side")
     p.add_argument("--model", type=Path, action="append", default=[], help="student directory; repeat for several")

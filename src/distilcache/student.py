@@ -1,7 +1,9 @@
 """A trained student as a product: `load_student(dir).encode(texts) -> np.ndarray`.
 
 A student directory (see train/persistence.py) holds everything encode needs: weights, tokenizer
-and the IDF table, applied with the same rule precompute used.
+and the IDF table, applied with the same rule precompute used. With `distilcache export-onnx`, it
+also holds student.onnx, and `load_student(dir, backend="onnx")` runs the forward pass in
+onnxruntime instead of torch (tokenisation and weighting are the same Python code either way).
 """
 
 from collections.abc import Sequence
@@ -13,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from distilcache.train.data import pad_batch
+from distilcache.train.data import PaddedBatch, pad_batch
 from distilcache.train.models import StudentModel
-from distilcache.train.persistence import IDF_FILE, load_student_model
+from distilcache.train.persistence import IDF_FILE, ONNX_FILE, load_student_model
 from distilcache.weighting import IdfTable, weighted_tokens
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
@@ -24,12 +26,14 @@ ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
 class Student:
     """A loaded student: encode texts exactly as precompute weighted them, without any teacher."""
 
-    def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None):
+    def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None,
+                 onnx_session: Any = None):
         self.directory = directory
         self.info = info
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.idf = idf
+        self.onnx_session = onnx_session  # an onnxruntime InferenceSession, or None: torch runs the forward pass
         self.device = next(model.parameters()).device
 
     @property
@@ -63,13 +67,20 @@ class Student:
                 for b in range(0, len(order), batch_size):
                     members = order[b : b + batch_size]
                     batch = pad_batch([tokens[i].token_ids for i in members], [tokens[i].weights for i in members],
-                                      self.model.config.pad_id).to(self.device)
-                    vectors = self.model(batch.token_ids, batch.lengths, batch.weights).float()
+                                      self.model.config.pad_id)
+                    vectors = self._forward(batch)
                     if normalize_embeddings:
-                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                    out[start + members] = vectors.cpu().numpy()
+                        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                    out[start + members] = vectors
                     bar.update(len(members))
         return out[0] if single else out
+
+    def _forward(self, batch: PaddedBatch) -> np.ndarray:
+        if self.onnx_session is not None:
+            inputs = {"token_ids": batch.token_ids.numpy(), "lengths": batch.lengths.numpy(), "weights": batch.weights.numpy()}
+            return self.onnx_session.run(None, inputs)[0]
+        batch = batch.to(self.device)
+        return self.model(batch.token_ids, batch.lengths, batch.weights).float().cpu().numpy()
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,10 +91,20 @@ class Student:
         return a @ b.T
 
 
-def load_student(directory: str | Path, device: str | torch.device = "cpu") -> Student:
-    """Load a student directory written by `distilcache train`; needs nothing outside it."""
+def load_student(directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch") -> Student:
+    """Load a student directory written by `distilcache train`; needs nothing outside it.
+    backend="onnx" runs the student.onnx that `distilcache export-onnx` wrote, on the CPU."""
     directory = Path(directory)
     info, model = load_student_model(directory)
     tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     idf = IdfTable.load(directory / IDF_FILE) if info["pooling"]["mode"] == "idf" else None
-    return Student(directory, info, model, tokenizer, idf).to(device)
+    if backend == "torch":
+        return Student(directory, info, model, tokenizer, idf).to(device)
+    if backend != "onnx":
+        raise ValueError(f"backend must be torch or onnx, got {backend!r}")
+    if not (directory / ONNX_FILE).is_file():
+        raise FileNotFoundError(f"{directory / ONNX_FILE} not found: run `distilcache export-onnx {directory}` first")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+    return Student(directory, info, model, tokenizer, idf, onnx_session=session)

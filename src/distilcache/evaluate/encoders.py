@@ -63,9 +63,10 @@ class TeacherEncoder:
         return EvalModel(name, self.encode, *_size(self.model), is_teacher=is_teacher)
 
 
-def student_eval_model(directory: Path, device: str = "cpu") -> EvalModel:
+def student_eval_model(directory: Path, device: str = "cpu", backend: str = "torch") -> EvalModel:
     from distilcache.student import load_student
 
-    student = load_student(directory, device=resolve_device(device))
+    student = load_student(directory, device=resolve_device(device), backend=backend)
     encode = lambda texts, batch_size: student.encode(texts, batch_size=batch_size, show_progress_bar=False)  # noqa: E731
-    return EvalModel(directory.name, encode, *_size(student.model), info=student.info)
+    name = directory.name + (" (onnxruntime)" if backend == "onnx" else "")
+    return EvalModel(name, encode, *_size(student.model), info=student.info)

@@ -4,6 +4,7 @@ distilcache_student.json   config, pooling rule, teacher and cache provenance (w
 model.safetensors          encoder weights (a transformer also has config.json: AutoModel loads it)
 projection.safetensors     the linear map to the teacher's dim, when the encoder's width differs
 tokenizer files, idf.parquet
+student.onnx               only after `distilcache export-onnx`: the forward pass for onnxruntime
 """
 
 import json
@@ -21,6 +22,7 @@ FORMAT = "distilcache-student"
 WEIGHTS_FILE = "model.safetensors"
 PROJECTION_FILE = "projection.safetensors"
 IDF_FILE = "idf.parquet"
+ONNX_FILE = "student.onnx"  # only after `distilcache export-onnx`
 
 
 def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tokenizer_dir: Path, idf_file: Path | None) -> None:
