@@ -56,6 +56,8 @@ def _precompute_config(args: argparse.Namespace, teacher: Path, inputs: list[Pat
         num_partitions=getattr(args, "num_partitions", 1),
         partition=getattr(args, "partition", 0),
         student_vocab=args.student_vocab,
+        engine=getattr(args, "engine", "local"),
+        ray_workers=getattr(args, "ray_workers", 1),
     )
 
 
@@ -264,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", "--id-column", default="id", help="id column/field (default id); '' numbers the rows <file stem>:<row>")
     p.add_argument("--num-partitions", type=int, default=1, help="split the shards between N jobs (job arrays; needs --idf)")
     p.add_argument("--partition", type=int, default=0, help="which of the N partitions this job computes (0-based)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: run the teacher on Ray Data actors (pip install 'distilcache[ray]'; joins RAY_ADDRESS or starts a local Ray)")
+    p.add_argument("--ray-workers", type=int, default=1, help="--engine ray: teacher actors (one GPU each on CUDA)")
     _add_precompute_options(p)
     p.set_defaults(run=_cmd_precompute)
 

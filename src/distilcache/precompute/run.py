@@ -97,6 +97,8 @@ class PrecomputeConfig:
     num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
     partition: int = 0
     student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
+    engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
+    ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
 
     @property
     def partitioned(self) -> bool:
@@ -118,6 +120,10 @@ class PrecomputeConfig:
             raise ValueError("at least one input is needed")
         if self.idf_file is not None and self.pooling.mode != "idf":
             raise ValueError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be local or ray, got {self.engine!r}")
+        if self.engine == "ray" and self.partitioned:
+            raise ValueError("--engine ray distributes the shards itself; it does not combine with --num-partitions")
         if self.student_vocab not in STUDENT_VOCABS:
             raise ValueError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
         if not 0 <= self.partition < self.num_partitions:
@@ -581,7 +587,12 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             if not config.partitioned:  # partitions plan side by side and write identical files
                 _clear_unplanned(out)
             plan, idf = _plan(config, request, idf, out)
-        run_info = _run_teacher(config, plan, idf, out)
+        if config.engine == "ray":
+            from distilcache.precompute.ray_engine import run_teacher_ray
+
+            run_info = run_teacher_ray(config, plan, idf, out)
+        else:
+            run_info = _run_teacher(config, plan, idf, out)
         if not config.partitioned:
             return _finish(plan, run_info, out)
         partial = write_partial_manifest(out, plan, config.num_partitions, config.partition, run_info)
