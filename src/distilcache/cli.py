@@ -10,6 +10,11 @@ from typing import Any
 from distilcache.cache_format import CacheError, open_cache, read_manifest, verify_cache
 
 
+def _location(value: str) -> str | Path:
+    """A cache location: a URI stays a string (a Path would fold its '//'), anything else is a Path."""
+    return value if "://" in value else Path(value)
+
+
 def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=["idf", "mean", "cls"], default="idf", help="sentence pooling (default: idf, LTD-BERT)")
     parser.add_argument("--layer", type=int, default=-1, help="teacher layer to pool: -1 last (default), 0 embeddings, k the k-th layer")
@@ -136,8 +141,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    manifest = read_manifest(args.cache)
-    print(json.dumps(manifest, indent=2, ensure_ascii=False) if args.json else describe(args.cache, manifest))
+    cache = open_cache(args.cache, verify=False)  # a URI is pulled into its local mirror
+    print(json.dumps(cache.manifest, indent=2, ensure_ascii=False) if args.json else describe(cache.path, cache.manifest))
     return 0
 
 
@@ -148,7 +153,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}")
         return 1
-    manifest = read_manifest(args.cache)
+    manifest = open_cache(args.cache, verify=False).manifest
     print(f"OK: {args.cache}: {len(manifest['shards'])} shard(s), {manifest['total_rows']} rows, checksums, schema and row counts match")
     return 0
 
@@ -256,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("precompute", help="run a teacher once over a corpus and write a cache")
     p.add_argument("--teacher", type=Path, required=True, help="local Hugging Face model directory (never fetched from a hub)")
     p.add_argument("--input", type=Path, action="append", required=True, help=".txt, .jsonl, .csv, .tsv or .parquet; repeat for several")
-    p.add_argument("--output", type=Path, required=True, help="cache directory (created; resumed if interrupted)")
+    p.add_argument("--output", type=_location, required=True,
+                   help="cache directory (created; resumed if interrupted), or a URI: s3://bucket/cache, gs://..., hdfs://...")
     p.add_argument("--text-field", "--text-column", default="text",
                    help="text column/field of .jsonl/.csv/.tsv/.parquet inputs: what students read (default text)")
     p.add_argument("--target-field", "--target-column",
@@ -273,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_precompute)
 
     p = commands.add_parser("merge", help="write the manifest of a partitioned precompute once every partition is done")
-    p.add_argument("cache", type=Path)
+    p.add_argument("cache", type=_location)
     p.set_defaults(run=_cmd_merge)
 
     p = commands.add_parser("idf", help="compute an IDF table (optionally one partition of it), or merge partial tables")
@@ -289,16 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_idf)
 
     p = commands.add_parser("inspect", help="show what a cache holds")
-    p.add_argument("cache", type=Path)
+    p.add_argument("cache", type=_location)
     p.add_argument("--json", action="store_true", help="print the whole manifest")
     p.set_defaults(run=_cmd_inspect)
 
     p = commands.add_parser("verify", help="check checksums, schema and row counts; exit 1 on any mismatch")
-    p.add_argument("cache", type=Path)
+    p.add_argument("cache", type=_location)
     p.set_defaults(run=_cmd_verify)
 
     p = commands.add_parser("train", help="train a student against a cache (the teacher is never loaded)")
-    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--cache", type=_location, required=True, help="cache directory or URI (s3://...)")
     p.add_argument("--output", type=Path, required=True, help="student directory (also holds checkpoint.pt, train_log.jsonl)")
     p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
     p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
@@ -354,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="STS Spearman, fidelity, retrieval agreement and speed, side by side")
     p.add_argument("--model", type=Path, action="append", default=[], help="student directory; repeat for several")
     p.add_argument("--teacher", type=Path, help="also evaluate this local teacher directory, through the precompute code path")
-    p.add_argument("--teacher-cache", type=Path, help="cache whose held-out rows give fidelity and recall@k")
+    p.add_argument("--teacher-cache", type=_location, help="cache whose held-out rows give fidelity and recall@k")
     p.add_argument("--sts", type=Path, action="append", default=[], help="TSV with sentence1, sentence2, score; repeat for several")
     p.add_argument("--out", type=Path, help="write report.md, report.json and quality_vs_speed.png here")
     p.add_argument("--pooling", choices=["idf", "mean", "cls"], help="teacher pooling (default: the cache's, else mean)")

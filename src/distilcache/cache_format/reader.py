@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from distilcache.cache_format.errors import CacheVerifyError
 from distilcache.cache_format.manifest import read_manifest
+from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.verify import verify_cache
 
 
@@ -79,7 +80,12 @@ class Cache:
 
 def open_cache(path: str | Path, verify: bool = True) -> Cache:
     """Open a complete cache. verify=True checks every checksum first (reads every byte once);
-    verify=False trusts the manifest and only reads what is asked for."""
+    verify=False trusts the manifest and only reads what is asked for. A URI (s3://...) is
+    pulled into its local mirror first (unchanged files are not fetched again)."""
+    if is_remote(path):
+        remote = Remote.parse(path)
+        path = remote.mirror()
+        remote.pull(path)
     path = Path(path)
     manifest = read_manifest(path)
     if verify:

@@ -1,5 +1,6 @@
 """Check a cache against its manifest: checksums, schema, row counts, unknown files."""
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from distilcache.cache_format.errors import CacheError, Problem
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import LOCK_FILE, MANIFEST_FILE, TMP_PREFIX
 from distilcache.cache_format.manifest import read_manifest
+from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.schema import shard_schema
 
 
@@ -84,7 +86,13 @@ def _check_unique_ids(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem
 
 
 def verify_cache(cache_dir: str | Path, check_ids: bool = True) -> list[Problem]:
-    """All problems found in the cache; an empty list means it matches its manifest."""
+    """All problems found in the cache; an empty list means it matches its manifest. A URI
+    (s3://...) is downloaded whole into a fresh temporary directory: the remote bytes are checked,
+    not a mirror's."""
+    if is_remote(cache_dir):
+        with tempfile.TemporaryDirectory(prefix="distilcache-verify-") as tmp:
+            Remote.parse(str(cache_dir)).pull(Path(tmp))
+            return verify_cache(Path(tmp), check_ids)
     cache_dir = Path(cache_dir)
     try:
         manifest = read_manifest(cache_dir)

@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -48,6 +48,7 @@ from distilcache.cache_format import (
 )
 from distilcache.cache_format.card import CARD_FILE, dataset_card
 from distilcache.cache_format.hashing import sha256_file, sha256_json
+from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.layout import FORMAT_NAME
 from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
@@ -82,7 +83,7 @@ STUDENT_VOCABS = ("auto", "teacher", "teacher+cjk")  # auto: teacher+cjk when an
 class PrecomputeConfig:
     teacher: Path
     inputs: list[InputSpec]
-    output: Path
+    output: Path | str  # a directory, or a pyarrow.fs URI (s3://bucket/cache, gs://..., hdfs://...)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     dtype: str = "float16"
     batch_size: int = 64
@@ -98,6 +99,7 @@ class PrecomputeConfig:
     partition: int = 0
     student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
     engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
+    publish: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
     ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
 
     @property
@@ -228,7 +230,7 @@ _CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, S
 
 def _clear_unplanned(out: Path) -> None:
     """Without a plan, the directory may only hold what an interrupted planning pass left."""
-    unknown = sorted(p.name for p in out.iterdir() if p.name not in _CACHE_NAMES)
+    unknown = sorted(p.name for p in out.iterdir() if p.name not in _CACHE_NAMES and not p.name.startswith(LOCK_FILE))
     shards = out / SHARDS_DIR
     if unknown or (shards.exists() and any(shards.iterdir())):
         raise CacheError(
@@ -463,6 +465,8 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
             shard_vectors.append(vectors)
             if piece.last:
                 write_shard(out, piece.shard, _shard_table(shard_rows, np.concatenate(shard_vectors), dim, config.dtype))
+                if config.publish:
+                    config.publish()
                 rows_done += len(shard_rows)
                 shard_rows, shard_vectors = [], []
     seconds = time.perf_counter() - started
@@ -550,6 +554,8 @@ def precompute(config: PrecomputeConfig) -> dict[str, Any]:
     A complete cache with the same request is left as it is; an interrupted one is resumed;
     one built with other settings is refused with the fields that differ."""
     config.validate()
+    if is_remote(config.output):
+        return _precompute_remote(config)
     out = config.output
     try:
         return _precompute_locked(config, out)
@@ -587,6 +593,8 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             if not config.partitioned:  # partitions plan side by side and write identical files
                 _clear_unplanned(out)
             plan, idf = _plan(config, request, idf, out)
+            if config.publish:
+                config.publish()
         if config.engine == "ray":
             from distilcache.precompute.ray_engine import run_teacher_ray
 
@@ -600,8 +608,33 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
     return merge_partitions(out) if all_partitions_done(out, config.num_partitions) else partial
 
 
-def merge_partitions(out: Path) -> dict[str, Any]:
+def _precompute_remote(config: PrecomputeConfig) -> dict[str, Any]:
+    """Build in the local mirror of the URI, pushing the plan files once planned, each shard once
+    written and the manifest last (see cache_format/remote.py)."""
+    remote = Remote.parse(config.output)
+    local = remote.mirror()
+    local.mkdir(parents=True, exist_ok=True)
+    with CacheLock(local, f"{LOCK_FILE}-sync"):  # one process per machine syncs this mirror
+        remote.pull(local)  # what an earlier run, on any machine, got to the remote
+        manifest = precompute(replace(config, output=local, publish=lambda: remote.push_changed(local)))
+        remote.push_changed(local)
+        if "partition" in manifest:  # other partitions may have finished since the pull
+            remote.pull(local)
+            if all_partitions_done(local, config.num_partitions):
+                manifest = merge_partitions(local)
+                remote.push_changed(local)
+    return manifest
+
+
+def merge_partitions(out: Path | str) -> dict[str, Any]:
     """Check the partitions' partial manifests against the plan and write the final manifest."""
+    if is_remote(out):
+        remote = Remote.parse(out)
+        local = remote.mirror()
+        remote.pull(local)
+        manifest = merge_partitions(local)
+        remote.push_changed(local)
+        return manifest
     with CacheLock(out, f"{LOCK_FILE}-merge"):
         if (out / MANIFEST_FILE).exists():
             return read_manifest(out)

@@ -39,7 +39,7 @@ DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 1e-4}
 
 @dataclass
 class TrainConfig:
-    cache: Path
+    cache: Path | str  # a directory or a URI (s3://...), pulled into its local mirror
     output: Path
     student: str = "bilstm"  # bilstm | transformer
     layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
