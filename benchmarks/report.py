@@ -177,6 +177,10 @@ def main() -> None:
     ablation = args.out / "ABLATION.md"
     if ablation.exists():  # made by benchmarks/ablation.py, which picks the students' default recipe
         preamble += "\n\n## Student recipe ablation\n\n" + ablation.read_text(encoding="utf-8").split("\n", 1)[1].strip()
+    chinese = args.out / "CHINESE.md"
+    if chinese.exists():  # made by benchmarks/chinese_student.py: parallel-text targets
+        preamble += ("\n\n## A Chinese student from this English teacher (parallel-text targets)\n\n"
+                     + chinese.read_text(encoding="utf-8").split("\n", 1)[1].strip().replace("### ", "#### "))
     paths = write_report(results, args.out, title="distilcache report: teacher vs students vs baselines",
                          preamble=preamble, name="REPORT")
     print(paths["markdown"].read_text())

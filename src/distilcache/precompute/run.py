@@ -99,8 +99,8 @@ class PrecomputeConfig:
     partition: int = 0
     student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
     engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
-    publish: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
     ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
+    publish: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
 
     @property
     def partitioned(self) -> bool:
@@ -300,11 +300,12 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
             "unknown_word_rule": "a word absent from the table gets the idf of df = 0",
             "segmenter": SEGMENTER,
         }
-    tokenizer_entry = _save_tokenizer(load_tokenizer(config.teacher), TOKENIZER_DIR, out)
-    added_tokens = uncovered_chars(cjk, load_tokenizer(config.teacher)) if cjk is not None else []
+    tokenizer = load_tokenizer(config.teacher)
+    tokenizer_entry = _save_tokenizer(tokenizer, TOKENIZER_DIR, out)
+    added_tokens = uncovered_chars(cjk, tokenizer) if cjk is not None else []
     student_tokenizer_entry = None
     if added_tokens:
-        student_tokenizer = extend_tokenizer(load_tokenizer(config.teacher), added_tokens)
+        student_tokenizer = extend_tokenizer(tokenizer, added_tokens)  # the teacher's is saved already
         student_tokenizer_entry = _save_tokenizer(student_tokenizer, STUDENT_TOKENIZER_DIR, out) | {
             "rule": STUDENT_VOCAB_RULE, "base_vocab_size": len(student_tokenizer) - len(added_tokens),
             "added_tokens": len(added_tokens), "added_tokens_sha256": sha256_json(added_tokens)}
