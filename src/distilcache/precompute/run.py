@@ -5,6 +5,7 @@ file that exists (shards appear only by rename, so an existing one is complete).
 """
 
 import errno
+import importlib.util
 import logging
 import os
 import shutil
@@ -113,7 +114,7 @@ class PrecomputeConfig:
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
         if self.pooling.smoothing < 0:
             raise ValueError(f"smoothing must be >= 0, got {self.pooling.smoothing}")
-        for name in ("batch_size", "shard_size"):
+        for name in ("batch_size", "shard_size", "ray_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:
@@ -126,6 +127,8 @@ class PrecomputeConfig:
             raise ValueError(f"engine must be local or ray, got {self.engine!r}")
         if self.engine == "ray" and self.partitioned:
             raise ValueError("--engine ray distributes the shards itself; it does not combine with --num-partitions")
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:  # before a long planning pass
+            raise ValueError("--engine ray needs Ray Data: pip install 'distilcache[ray]'")
         if self.student_vocab not in STUDENT_VOCABS:
             raise ValueError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
         if not 0 <= self.partition < self.num_partitions:
@@ -417,27 +420,44 @@ def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: 
     )
 
 
-def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+def _shards_to_do(config: PrecomputeConfig, plan: dict[str, Any], out: Path) -> tuple[set[int], set[int]]:
+    """(done, todo): the shards already written and this run's shards still missing."""
     done = _completed_shards(out, plan)
     todo = set(own_shards(plan["num_shards"], config.num_partitions, config.partition)) - done
     if done:
         log.info("resuming: %d of %d shard(s) already written, not recomputed", len(done), plan["num_shards"])
     _check_free_space(out, sum(_expected_rows(plan, i) for i in todo), plan)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    run_info = {"device": str(device), "precision": precision, "batch_size": config.batch_size,
-                "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
-                "resumed_shards": len(done)}
-    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
-    extras = {}  # files made from the teacher besides the shards, each once (by partition 0)
+    return done, todo
+
+
+def _run_info(config: PrecomputeConfig, device: torch.device, precision: str, done: set[int]) -> dict[str, Any]:
+    return {"device": str(device), "precision": precision, "batch_size": config.batch_size,
+            "torch": torch.__version__, "transformers": transformers.__version__, "pyarrow": pa.__version__,
+            "resumed_shards": len(done)}
+
+
+def _missing_extras(config: PrecomputeConfig, out: Path, device: torch.device, precision: str) -> list[Callable[[Any], None]]:
+    """Exports of the files made from the teacher besides the shards that are still missing: each is
+    made once, by partition 0, from the loaded teacher."""
+    extras = {}
     if config.export_seed_layers and config.partition == 0:
         extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
     if config.token_vectors and config.partition == 0:
+        tokenizer = load_tokenizer(out / TOKENIZER_DIR)
         extras[TOKEN_VECTORS_FILE] = lambda model: write_parquet_atomic(
             token_vectors_table(compute_token_vectors(model, tokenizer, config.pooling.layer, device, precision), config.dtype),
             out / TOKEN_VECTORS_FILE)
-    missing = [export for name, export in extras.items() if not (out / name).exists()]
+    return [export for name, export in extras.items() if not (out / name).exists()]
+
+
+def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+    done, todo = _shards_to_do(config, plan, out)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    run_info = _run_info(config, device, precision, done)
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
+    missing = _missing_extras(config, out, device, precision)
     if not todo and not missing:
         return run_info
     model = load_model(config.teacher, device)

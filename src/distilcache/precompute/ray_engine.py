@@ -1,0 +1,195 @@
+"""`--engine ray`: the teacher pass on Ray Data actors, one teacher per actor (one GPU each on CUDA).
+
+Planning and finishing stay in run.py, so the manifest and the layout are those of the local engine by
+construction; this module replaces only `_run_teacher`, with the same contract (resume by skipping the
+shards that exist, the extras once, shards written with `write_shard`, run info for the manifest).
+
+Rows: the driver reads the inputs with the package's own validating reader (`run._records`, the one
+the plan counted), never with `ray.data` readers, whose notion of a row, an id or a bad line would
+differ: ids, rejections and order are those of the local engine by construction. It cuts the shards
+still to do into the local engine's sort windows and puts each window into the object store (Ray
+spills to disk beyond its memory); the dataset is one row per window, so every window is tokenised,
+length-sorted and batched exactly as `_run_teacher` does it, and its vectors equal the local ones up
+to float rounding.
+
+Actors: each loads the teacher once and turns a window into its shard rows (prepare_rows,
+length_sorted_batches, forward_layer, pool): the CPU work (jieba, tokenising) scales with the actors
+instead of running in one driver thread.
+
+Shards: the output comes back in order (preserve_order) and the driver cuts it into shards by the
+plan's row counts and writes them with `write_shard`: a shard's windows may come from several actors
+and the driver is where they meet, the cache directory needs to exist on the driver only, and atomic
+renames and the cache lock stay in one process. Shipping the vectors costs little next to the
+teacher (a few KB a row).
+
+On a cluster (RAY_ADDRESS), every node needs distilcache and the teacher directory at the same path.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+try:
+    import ray
+    import ray.data
+except ImportError as error:  # the extra is optional: say how to get it
+    raise ImportError("--engine ray needs Ray Data, which is not installed: pip install 'distilcache[ray]'") from error
+
+from distilcache.cache_format import STUDENT_TOKENIZER_DIR, TOKENIZER_DIR, shard_schema, write_shard
+from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.precompute import run
+from distilcache.precompute.inputs import Record
+from distilcache.precompute.pooling import pool
+from distilcache.precompute.prepare import length_sorted_batches, prepare_rows
+from distilcache.precompute.teacher import forward_layer, load_model, load_tokenizer
+from distilcache.weighting import IdfTable
+
+log = logging.getLogger(__name__)
+
+_RECORDS = pa.list_(pa.struct([("id", pa.string()), ("text", pa.string()), ("file", pa.string()), ("target", pa.string())]))
+
+
+class _Teacher:
+    """A Ray actor's teacher, loaded once; each call turns one window of records into its shard rows."""
+
+    def __init__(self, config: run.PrecomputeConfig, tokenizer: PreTrainedTokenizerBase,
+                 student_tokenizer: PreTrainedTokenizerBase | None, idf: IdfTable | None, device: str, precision: str, dim: int):
+        self.config, self.tokenizer, self.student_tokenizer, self.idf = config, tokenizer, student_tokenizer, idf
+        self.device, self.precision, self.dim = torch.device(device), precision, dim
+        self.model = load_model(config.teacher, self.device)
+
+    @torch.inference_mode()
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        (window,) = batch.to_pylist()  # batch_size=1: one window
+        rows = prepare_rows([Record(**r) for r in window["records"]], self.tokenizer, self.config.pooling, self.idf,
+                            self.student_tokenizer)
+        vectors = np.empty((len(rows), self.dim), dtype=np.float32)
+        for b in length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0):
+            inputs = {"input_ids": b.input_ids.to(self.device), "attention_mask": b.attention_mask.to(self.device)}
+            with autocast(self.device, self.precision):
+                hidden = forward_layer(self.model, inputs, self.config.pooling.layer)
+            vectors[b.rows] = pool(hidden, b.weights.to(self.device), self.config.pooling.normalize).cpu().numpy()
+        table = run._shard_table(rows, vectors, self.dim, self.config.dtype)
+        return table.append_column("shard", pa.array(np.full(len(rows), window["shard"], dtype=np.int64)))
+
+
+def _windows(config: run.PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
+    """The records of the shards still to do, one sort window a table, split as `run._pieces` splits them."""
+    records = run._records(config)
+    for index in range(plan["num_shards"]):
+        chunk = list(islice(records, config.shard_size))
+        if index in todo:
+            for start in range(0, len(chunk), run.SORT_WINDOW):
+                window = [asdict(r) for r in chunk[start : start + run.SORT_WINDOW]]
+                yield pa.table({"shard": pa.array([index], pa.int64()), "records": pa.array([window], _RECORDS)})
+
+
+def _connect() -> bool:
+    """Join the caller's Ray, else RAY_ADDRESS's cluster, else start a local one; True when started here."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+    return True
+
+
+def _device(config: run.PrecomputeConfig) -> torch.device:
+    """The actors' device type (each sees its own GPU as cuda:0). auto: CUDA when the Ray cluster has
+    GPUs, so a driver without one still runs the teacher on the workers' GPUs."""
+    if config.device == "auto":
+        return torch.device("cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu")
+    return torch.device(torch.device(config.device).type)
+
+
+def _precision(config: run.PrecomputeConfig, device: torch.device) -> str:
+    """resolve_precision where the teacher runs: a driver without a GPU asks a GPU worker (bf16 or fp16)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return ray.get(ray.remote(num_gpus=1)(resolve_precision).remote(config.precision, device))
+    return resolve_precision(config.precision, device)
+
+
+def run_teacher_ray(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+    """`run._run_teacher` on Ray Data actors: the same shards, extras and run info (plus the engine's)."""
+    done, todo_set = run._shards_to_do(config, plan, out)
+    todo = sorted(todo_set)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    missing = run._missing_extras(config, out, device, precision)
+    if missing:  # the extras (token vectors, seed layers) once, on this machine
+        model = load_model(config.teacher, device)
+        for export in missing:
+            export(model)
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # leave the GPU memory to the actors
+    run_info = run._run_info(config, device, precision, done) | {
+        "engine": "ray", "ray": ray.__version__, "ray_workers": config.ray_workers}
+    if not todo:
+        return run_info
+    started = _connect()
+    try:
+        return run_info | _run_actors(config, plan, idf, out, todo, done)
+    finally:
+        if started:  # a Ray the caller started stays up
+            ray.shutdown()
+
+
+def _run_actors(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path,
+                todo: list[int], done: set[int]) -> dict[str, Any]:
+    device = _device(config)
+    resource = "GPU" if device.type == "cuda" else "CPU"  # one per actor
+    available = ray.cluster_resources().get(resource, 0)
+    if available < config.ray_workers:
+        log.warning("%d Ray workers need %d %ss, the cluster has %g: the actors that fit do the work, the others wait",
+                    config.ray_workers, config.ray_workers, resource, available)
+    precision = _precision(config, device)
+    windows = sum(-(-run._expected_rows(plan, i) // run.SORT_WINDOW) for i in todo)
+    refs = [ray.put(w) for w in tqdm(_windows(config, plan, set(todo)), total=windows, desc="windows to the object store", unit=" windows")]
+    dataset = ray.data.from_arrow_refs(refs)
+    dataset.context.execution_options.preserve_order = True  # the driver cuts shards by row count
+    dataset.context.enable_progress_bars = False  # the sentences bar below tells the progress
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
+    dim, schema = plan["vector"]["dim"], shard_schema(plan["vector"]["dim"], config.dtype)
+    teacher = {"config": config, "tokenizer": tokenizer, "student_tokenizer": student_tokenizer, "idf": idf,
+               "device": device.type, "precision": precision, "dim": dim}
+    vectors = dataset.map_batches(_Teacher, fn_constructor_kwargs=teacher, batch_size=1, batch_format="pyarrow",
+                                  compute=ray.data.ActorPoolStrategy(size=config.ray_workers), num_gpus=int(resource == "GPU"))
+    log.info("teacher %s on %d Ray actor(s), %s (%s), %d shard(s) to compute", plan["teacher"]["name"], config.ray_workers,
+             device, precision, len(todo))
+    started, pending, have, shards = time.perf_counter(), [], 0, iter(todo)
+    index = next(shards)
+    blocks = iter(vectors.iter_batches(batch_size=None, batch_format="pyarrow"))
+    with tqdm(total=plan["total_rows"], initial=sum(run._expected_rows(plan, i) for i in done), desc="precompute",
+              unit=" sent", mininterval=1, smoothing=0.1) as bar, closing(blocks):  # closed early: Ray stops the actors
+        for block in blocks:
+            pending.append(block)
+            have += len(block)
+            bar.update(len(block))
+            while index is not None and have >= (rows := run._expected_rows(plan, index)):
+                table = pa.concat_tables(pending)
+                shard, pending, have = table.slice(0, rows), [table.slice(rows)], have - rows
+                if pc.any(pc.not_equal(shard["shard"], index)).as_py():
+                    raise RuntimeError(f"Ray returned the rows of shard {index} out of order")
+                write_shard(out, index, shard.drop_columns(["shard"]).cast(schema))  # v1 schema, whatever Ray's blocks say
+                if config.publish:  # a URI output: push the shard now
+                    config.publish()
+                index = next(shards, None)
+    rows_done = sum(run._expected_rows(plan, i) for i in todo)
+    if index is not None or have:
+        raise RuntimeError(f"Ray returned {bar.n - bar.initial} rows, the plan expects {rows_done}")
+    seconds = time.perf_counter() - started
+    return {"device": str(device), "precision": precision, "seconds": round(seconds, 3),
+            "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}

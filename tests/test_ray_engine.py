@@ -1,0 +1,98 @@
+"""--engine ray: Ray Data actors write the cache the local engine writes, and resume a crashed run."""
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_teacher, recombined_sentences, write_lines
+from distilcache import open_cache, verify_cache
+from distilcache.cli import main
+from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+from distilcache.precompute import run as run_module
+
+ray = pytest.importorskip("ray")
+from distilcache.precompute import ray_engine  # needs ray
+
+LINES = recombined_sentences(300, seed=3)
+WINDOW = 25  # rows tokenised and length-sorted together: a 64-row shard spans three windows, often on two actors
+ROW_COLUMNS = ["id", "text", "target_text", "token_ids", "weights", "truncated"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    root = tmp_path_factory.mktemp("ray")
+    teacher = make_teacher(root / "teacher", texts=LINES)
+    inputs = [write_lines(root / "a.txt", LINES[:180] + [""]), write_lines(root / "b.txt", LINES[180:])]
+    local = root / "local"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "SORT_WINDOW", WINDOW)
+        precompute(_config(teacher, inputs, local, engine="local"))
+    yield {"teacher": teacher, "inputs": inputs, "local": local}
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def small_windows(monkeypatch):
+    monkeypatch.setattr(run_module, "SORT_WINDOW", WINDOW)  # the driver cuts the windows: actors need no patch
+
+
+def _config(teacher: Path, inputs: list[Path], out: Path, engine: str = "ray", workers: int = 2) -> PrecomputeConfig:
+    return PrecomputeConfig(teacher=teacher, inputs=[InputSpec(p) for p in inputs], output=out, device="cpu",
+                            shard_size=64, batch_size=8, export_seed_layers=1, engine=engine, ray_workers=workers)
+
+
+def _assert_same_cache(out: Path, local: Path) -> dict:
+    assert verify_cache(out) == []
+    mine, theirs = open_cache(out), open_cache(local)
+    assert mine.manifest.keys() == theirs.manifest.keys()
+    for key in ("fingerprint", "total_rows", "rejected", "inputs", "idf", "tokenizer", "token_vectors", "seed", "stats"):
+        assert mine.manifest[key] == theirs.manifest[key], key
+    assert [(s["file"], s["rows"]) for s in mine.manifest["shards"]] == [(s["file"], s["rows"]) for s in theirs.manifest["shards"]]
+    assert mine.table(ROW_COLUMNS).equals(theirs.table(ROW_COLUMNS))
+    np.testing.assert_allclose(mine.vectors(), theirs.vectors(), atol=2e-3)
+    assert mine.manifest["run"]["engine"] == "ray"
+    return mine.manifest
+
+
+def test_ray_engine_writes_the_local_engines_cache(world, tmp_path):
+    out = tmp_path / "cache"
+    argv = ["precompute", "--teacher", str(world["teacher"]), *[a for p in world["inputs"] for a in ("--input", str(p))],
+            "--output", str(out), "--device", "cpu", "--shard-size", "64", "--batch-size", "8", "--export-seed-layers", "1",
+            "--engine", "ray", "--ray-workers", "2"]
+    assert main(argv) == 0
+    manifest = _assert_same_cache(out, world["local"])
+    assert manifest["run"]["ray_workers"] == 2 and len(manifest["shards"]) == 5
+    assert manifest["total_rows"] == 300 and manifest["rejected"]["count"] == 1
+
+
+def test_a_crashed_ray_run_resumes_computing_only_the_missing_shards(world, tmp_path, monkeypatch):
+    out, written, real_write_shard = tmp_path / "cache", [], ray_engine.write_shard
+
+    def crash_after_two(cache, index, table):
+        if len(written) == 2:
+            raise KeyboardInterrupt("killed")
+        written.append(index)
+        return real_write_shard(cache, index, table)
+
+    monkeypatch.setattr(ray_engine, "write_shard", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        precompute(_config(world["teacher"], world["inputs"], out, workers=1))
+    assert (out / "plan.json").exists() and not (out / "manifest.json").exists()
+    stamps = {i: (out / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in written}
+
+    monkeypatch.setattr(ray_engine, "write_shard", lambda cache, index, table: written.append(index) or real_write_shard(cache, index, table))
+    manifest = precompute(_config(world["teacher"], world["inputs"], out, workers=1))
+    assert written == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
+    assert {i: (out / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in stamps} == stamps  # not rewritten
+    _assert_same_cache(out, world["local"])
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "distilcache.precompute.ray_engine")
+    with pytest.raises(ImportError, match=r"pip install 'distilcache\[ray\]'"):
+        importlib.import_module("distilcache.precompute.ray_engine")
