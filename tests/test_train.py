@@ -238,3 +238,14 @@ def test_distillation_losses_match_hand_computed_values():
     assert distillation_loss(student, teacher, "cosine").item() == pytest.approx(cosine)
     assert distillation_loss(student, teacher, "mse").item() == pytest.approx(mse)
     assert distillation_loss(student, teacher, "mix", mse_weight=0.25).item() == pytest.approx(0.75 * cosine + 0.25 * mse)
+
+
+def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "s", epochs=1)
+    fp32, int8 = load_student(tmp_path / "s"), load_student(tmp_path / "s", backend="torch-int8")
+    assert "quantized" in type(int8.model.encoder.lstm).__module__
+    a, b = fp32.encode(SENTENCES[:50]), int8.encode(SENTENCES[:50])
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.98 and not np.allclose(a, b)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_student(tmp_path / "s", backend="int4")

@@ -348,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: run the student.onnx written by `distilcache export-onnx` in onnxruntime (CPU)")
+    p.add_argument("--backend", choices=["torch", "torch-int8", "onnx"], default="torch",
+                   help="torch-int8: quantise the LSTM/linear layers to int8 on load (CPU, ~1.4x a BiLSTM's speed); "
+                        "onnx: run the student.onnx written by `distilcache export-onnx` in onnxruntime (CPU)")
     p.set_defaults(run=_cmd_encode)
 
     p = commands.add_parser("export-onnx", help="export a student to ONNX (student.onnx in its directory) and check it against torch")

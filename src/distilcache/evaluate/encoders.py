@@ -68,5 +68,5 @@ def student_eval_model(directory: Path, device: str = "cpu", backend: str = "tor
 
     student = load_student(directory, device=resolve_device(device), backend=backend)
     encode = lambda texts, batch_size: student.encode(texts, batch_size=batch_size, show_progress_bar=False)  # noqa: E731
-    name = directory.name + (" (onnxruntime)" if backend == "onnx" else "")
+    name = directory.name + {"torch": "", "torch-int8": " (int8)", "onnx": " (onnxruntime)"}[backend]
     return EvalModel(name, encode, *_size(student.model), info=student.info)
