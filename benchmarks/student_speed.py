@@ -4,8 +4,8 @@ Every model pays the full price of `encode`: tokenisation (and, for students, ji
 weighting), the forward pass, pooling. Rows: all-MiniLM-L6-v2 (the teacher, its own mean
 pooling, length-sorted batches), the default BiLSTM student and a
 2-layer transformer student, both trained briefly on a cache of STS-B train sentences (speed
-does not depend on how long they trained), each also exported to ONNX and run in onnxruntime
-(needs distilcache[onnx]). Sentences: STS-B English dev (../shared/data).
+does not depend on how long they trained), each also quantised to int8 on load and exported to
+ONNX and run in onnxruntime (needs distilcache[onnx]). Sentences: STS-B English dev (../shared/data).
 
     .venv/bin/python benchmarks/student_speed.py [--train-sentences 4000] [--sentences 2000]
 """
@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ import torch
 import transformers
 
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
+from distilcache.evaluate import read_sts
+from distilcache.evaluate.metrics import paired_cosine, spearman
 from distilcache.evaluate.run import measure_speed
 from distilcache.onnx_export import export_onnx
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
@@ -63,20 +66,27 @@ def main() -> None:
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"sentences: {len(texts)} STS-B en dev sentences, mean {np.mean([len(t) for t in texts]):.0f} chars; "
           f"students trained {args.epochs} epochs on {args.train_sentences} STS-B train sentences\n")
-    print("| model | params | weights MB | batch-256 sent/s | batch-1 latency ms (median) | speed-up vs teacher |")
+    print("| model | params | batch-256 sent/s | batch-1 latency ms (median) | speed-up vs teacher | STS-B dev |")
     print("|---|---|---|---|---|---|")
     models = {"all-MiniLM-L6-v2 teacher": TeacherEncoder(teacher_dir, PoolingConfig("mean")).as_eval_model("teacher")}
     for name in students:
         directory = work / name.split()[0]
         export_onnx(directory)
         models[name] = student_eval_model(directory)
+        # quantised weights are no parameters any more: count the model's own
+        models[f"{name}, int8 (torch dynamic quantisation)"] = replace(student_eval_model(directory, backend="torch-int8"),
+                                                                       parameters=models[name].parameters)
         models[f"{name}, onnxruntime"] = student_eval_model(directory, backend="onnx")
     speeds = {name: measure_speed(model, texts, batch_size=256, latency_calls=200) for name, model in models.items()}
+    # quality of the same weights under each backend (these students trained briefly: compare rows, not to the report)
+    dev = read_sts(DATA / "dev.tsv")
+    quality = {name: spearman(paired_cosine(model.encode(dev.sentence1, 256), model.encode(dev.sentence2, 256)), dev.scores)
+               for name, model in models.items()}
     teacher_rate = speeds["all-MiniLM-L6-v2 teacher"]["sentences_per_second"]
     for name, model in models.items():
         rate = speeds[name]["sentences_per_second"]
-        print(f"| {name} | {model.parameters / 1e6:.1f}M | {model.weight_bytes / 1e6:.1f} | {rate:.0f} | "
-              f"{speeds[name]['latency_ms']:.1f} | {rate / teacher_rate:.1f}x |")
+        print(f"| {name} | {model.parameters / 1e6:.1f}M | {rate:.0f} | "
+              f"{speeds[name]['latency_ms']:.1f} | {rate / teacher_rate:.1f}x | {quality[name]:.2f} |")
 
 
 if __name__ == "__main__":

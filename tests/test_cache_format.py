@@ -95,3 +95,21 @@ def test_a_missing_or_foreign_manifest_is_a_clear_error(cache, tmp_path):
     assert "not a distilcache manifest" in verify_cache(cache)[0].message
     with pytest.raises(CacheError, match="is not a complete cache"):
         open_cache(tmp_path / "nowhere")
+
+
+def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_column(cache):
+    """Caches from before target_text lack the column (and student_vocab in the manifest)."""
+    import pyarrow.parquet as pq
+
+    from distilcache.cache_format.writer import shard_entry
+
+    manifest = json.loads((cache / "manifest.json").read_text())
+    for index, entry in enumerate(manifest["shards"]):
+        pq.write_table(pq.read_table(cache / entry["file"]).drop_columns(["target_text"]), cache / entry["file"], compression="zstd")
+        manifest["shards"][index] = shard_entry(cache, index, entry["rows"])
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    assert [p.message.split(":")[0] for p in verify_cache(cache)] == ["schema differs from cache-format v1"] * 3
+    del manifest["student_vocab"]
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_cache(cache) == []
+    assert open_cache(cache).table(["text"])["text"].to_pylist() == CORPUS
