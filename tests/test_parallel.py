@@ -68,10 +68,11 @@ def test_target_rows_carry_the_teacher_vector_of_the_target_and_the_student_inpu
         assert row["token_ids"] == t.token_ids.tolist()
         np.testing.assert_allclose(row["weights"], t.weights, rtol=1e-6)
     # one token per character, the new characters under ids the teacher's vocabulary does not have
-    assert student_tokenizer.convert_ids_to_tokens(rows[0]["token_ids"]) == list(PAIRS[0][1])
+    # (some tokenizers versions show an added CJK token with the spaces their normaliser puts around it)
+    assert [t.strip() for t in student_tokenizer.convert_ids_to_tokens(rows[0]["token_ids"])] == list(PAIRS[0][1])
     teacher_vocab = len(AutoTokenizer.from_pretrained(str(cache.tokenizer_dir)))
     new_ids = {i for r in rows for i in r["token_ids"] if i >= teacher_vocab}
-    assert sorted(student_tokenizer.convert_ids_to_tokens(sorted(new_ids))) == sorted(NEW_CHARS)
+    assert sorted(t.strip() for t in student_tokenizer.convert_ids_to_tokens(sorted(new_ids))) == sorted(NEW_CHARS)
 
 
 def test_the_manifest_records_which_column_fed_the_teacher_and_the_student_tokenizer(parallel):
