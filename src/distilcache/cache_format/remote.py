@@ -61,9 +61,6 @@ class Remote:
         found = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True))
         return {f.path[len(self.base) + 1 :]: f for f in found if f.type == pafs.FileType.File}
 
-    def exists(self, relative: str) -> bool:
-        return self.fs.get_file_info(f"{self.base}/{relative}").type == pafs.FileType.File
-
     def pull(self, local: Path) -> int:
         """Make local an exact copy of the remote cache (lock and temp files aside); returns the
         number of files fetched."""

@@ -184,12 +184,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: value}
 
 
-_INPUT_IDENTITY = ("name", "format", "id_field", "text_field", "sha256")
+_INPUT_IDENTITY = ("name", "format", "id_field", "text_field", "target_field", "sha256")
 
 
 def _comparable(record: dict[str, Any], keys: Iterator[str] | dict[str, Any]) -> dict[str, Any]:
     """The request part of a plan or manifest (input entries there also carry counts and paths)."""
     picked = {key: record.get(key) for key in keys}
+    if "student_vocab" in picked and "student_vocab" not in record:  # made before the option: the teacher's tokens
+        picked["student_vocab"] = "teacher"
     picked["inputs"] = [{k: e[k] for k in _INPUT_IDENTITY if k in e} for e in picked.get("inputs") or []]
     return picked
 
