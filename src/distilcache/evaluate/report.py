@@ -15,12 +15,15 @@ def _number(value: Any, digits: int = 1) -> str:
 def markdown_tables(results: list[dict[str, Any]], k: int = 10) -> str:
     """A performance table and an accuracy table (with the gap to the teacher), as in distillation model cards."""
     sets = list(dict.fromkeys(name for r in results for name in r["sts"]))
-    lines = ["### Performance (CPU, tokenisation included)", "",
-             "| model | params | weights MB | sentences/s (batch 256) | speed-up | batch-1 latency ms |", "|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['weights_mb']:.1f} | {_number(r.get('sentences_per_second'), 0)} | "
-                     f"{_number(r.get('speedup'))}x | {_number(r.get('latency_ms'), 2)} |")
-    lines += ["", "### Accuracy (Spearman x100 of cosine similarity; fidelity and recall on held-out cache rows)", ""]
+    lines = []
+    if any("sentences_per_second" in r for r in results):  # speed is optional (evaluate_models(speed_sentences=0))
+        lines += ["### Performance (CPU, tokenisation included)", "",
+                  "| model | params | weights MB | sentences/s (batch 256) | speed-up | batch-1 latency ms |", "|---|---|---|---|---|---|"]
+        for r in results:
+            lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['weights_mb']:.1f} | "
+                         f"{_number(r.get('sentences_per_second'), 0)} | {_number(r.get('speedup'))}x | {_number(r.get('latency_ms'), 2)} |")
+        lines.append("")
+    lines += ["### Accuracy (Spearman x100 of cosine similarity; fidelity and recall on held-out cache rows)", ""]
     header = ["model", *sets, "mean", "gap to teacher", "gap %", "fidelity", f"recall@{k}"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
