@@ -10,9 +10,8 @@ from torch import nn
 
 from distilcache.devices import resolve_device
 from distilcache.precompute.inputs import Record
-from distilcache.precompute.pooling import pool
 from distilcache.precompute.prepare import PoolingConfig, length_sorted_batches, prepare_rows
-from distilcache.precompute.teacher import forward_layer, load_model, load_tokenizer
+from distilcache.precompute.teacher import load_model, load_tokenizer, pooled_vectors
 from distilcache.weighting import IdfTable
 
 
@@ -52,12 +51,8 @@ class TeacherEncoder:
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         rows = prepare_rows([Record(str(i), t, "") for i, t in enumerate(texts)], self.tokenizer, self.pooling, self.idf)
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        for batch in length_sorted_batches(rows, batch_size, self.tokenizer.pad_token_id or 0):
-            inputs = {"input_ids": batch.input_ids.to(self.device), "attention_mask": batch.attention_mask.to(self.device)}
-            hidden = forward_layer(self.model, inputs, self.pooling.layer)
-            out[batch.rows] = pool(hidden, batch.weights.to(self.device), self.pooling.normalize).cpu().numpy()
-        return out
+        batches = length_sorted_batches(rows, batch_size, self.tokenizer.pad_token_id or 0)
+        return pooled_vectors(self.model, batches, len(rows), self.device, "fp32", self.pooling.layer, self.pooling.normalize)
 
     def as_eval_model(self, name: str, is_teacher: bool = True) -> EvalModel:
         return EvalModel(name, self.encode, *_size(self.model), is_teacher=is_teacher)

@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,11 @@ except ImportError as error:  # the extra is optional: say how to get it
     raise ImportError("--engine ray needs Ray Data, which is not installed: pip install 'distilcache[ray]'") from error
 
 from distilcache.cache_format import STUDENT_TOKENIZER_DIR, TOKENIZER_DIR, shard_schema, write_shard
-from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute import run
 from distilcache.precompute.inputs import Record
-from distilcache.precompute.pooling import pool
 from distilcache.precompute.prepare import length_sorted_batches, prepare_rows
-from distilcache.precompute.teacher import forward_layer, load_model, load_tokenizer
+from distilcache.precompute.teacher import load_model, load_tokenizer, pooled_vectors
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -76,25 +74,17 @@ class _Teacher:
         (window,) = batch.to_pylist()  # batch_size=1: one window
         rows = prepare_rows([Record(**r) for r in window["records"]], self.tokenizer, self.config.pooling, self.idf,
                             self.student_tokenizer)
-        vectors = np.empty((len(rows), self.dim), dtype=np.float32)
-        for b in length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0):
-            inputs = {"input_ids": b.input_ids.to(self.device), "attention_mask": b.attention_mask.to(self.device)}
-            with autocast(self.device, self.precision):
-                hidden = forward_layer(self.model, inputs, self.config.pooling.layer)
-            vectors[b.rows] = pool(hidden, b.weights.to(self.device), self.config.pooling.normalize).cpu().numpy()
+        batches = length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0)
+        vectors = pooled_vectors(self.model, batches, len(rows), self.device, self.precision, self.config.pooling.layer,
+                                 self.config.pooling.normalize)
         table = run._shard_table(rows, vectors, self.dim, self.config.dtype)
         return table.append_column("shard", pa.array(np.full(len(rows), window["shard"], dtype=np.int64)))
 
 
 def _windows(config: run.PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
-    """The records of the shards still to do, one sort window a table, split as `run._pieces` splits them."""
-    records = run._records(config)
-    for index in range(plan["num_shards"]):
-        chunk = list(islice(records, config.shard_size))
-        if index in todo:
-            for start in range(0, len(chunk), run.SORT_WINDOW):
-                window = [asdict(r) for r in chunk[start : start + run.SORT_WINDOW]]
-                yield pa.table({"shard": pa.array([index], pa.int64()), "records": pa.array([window], _RECORDS)})
+    """The records of the shards still to do, one sort window a table: the local engine's windows."""
+    for index, window, _ in run.record_windows(config, plan, todo):
+        yield pa.table({"shard": pa.array([index], pa.int64()), "records": pa.array([[asdict(r) for r in window]], _RECORDS)})
 
 
 def _connect() -> bool:

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -53,9 +53,9 @@ from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.layout import FORMAT_NAME
 from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
-from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
-from distilcache.precompute.pooling import POOLING_MODES, pool
+from distilcache.precompute.pooling import POOLING_MODES
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
 from distilcache.precompute.partitions import (
@@ -66,7 +66,7 @@ from distilcache.precompute.partitions import (
     write_partial_manifest,
 )
 from distilcache.precompute.seed import SEED_DIR, export_seed_layers, seed_entry, seed_layer_indices
-from distilcache.precompute.teacher import describe_teacher, forward_layer, load_model, load_tokenizer
+from distilcache.precompute.teacher import describe_teacher, load_model, load_tokenizer, pooled_vectors
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 from distilcache.precompute.token_vectors import TOKEN_VECTORS_FILE, compute_token_vectors, token_vectors_table
 from distilcache.weighting import SEGMENTER, IdfTable
@@ -367,18 +367,24 @@ def _records(config: PrecomputeConfig) -> Iterator[Record]:
     return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
 
 
-def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
-            idf: IdfTable | None) -> Iterator[_Piece]:
-    """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
+def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[tuple[int, list[Record], bool]]:
+    """(shard, records, last) for the shards still to do, cut into sort windows: every engine prepares
+    and batches the same windows, so they compute the same vectors."""
     records = _records(config)
     for index in range(plan["num_shards"]):
         chunk = list(islice(records, config.shard_size))
         if index not in todo:
             continue
         for start in range(0, len(chunk), SORT_WINDOW):
-            rows = prepare_rows(chunk[start : start + SORT_WINDOW], tokenizer, config.pooling, idf, student_tokenizer)
-            batches = list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0))
-            yield _Piece(index, rows, batches, last=start + SORT_WINDOW >= len(chunk))
+            yield index, chunk[start : start + SORT_WINDOW], start + SORT_WINDOW >= len(chunk)
+
+
+def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
+            idf: IdfTable | None) -> Iterator[_Piece]:
+    """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
+    for index, window, last in record_windows(config, plan, todo):
+        rows = prepare_rows(window, tokenizer, config.pooling, idf, student_tokenizer)
+        yield _Piece(index, rows, list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0)), last)
 
 
 def _expected_rows(plan: dict[str, Any], index: int) -> int:
@@ -475,15 +481,8 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
         for piece in prefetch(_pieces(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
-            vectors = np.empty((len(piece.rows), dim), dtype=np.float32)
-            for batch in piece.batches:
-                inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
-                          "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
-                with autocast(device, precision):
-                    hidden = forward_layer(model, inputs, config.pooling.layer)
-                pooled = pool(hidden, batch.weights.to(device, non_blocking=True), config.pooling.normalize)
-                vectors[batch.rows] = pooled.cpu().numpy()
-                bar.update(len(batch.rows))
+            vectors = pooled_vectors(model, piece.batches, len(piece.rows), device, precision, config.pooling.layer,
+                                     config.pooling.normalize, on_batch=bar.update)
             shard_rows += piece.rows
             shard_vectors.append(vectors)
             if piece.last:

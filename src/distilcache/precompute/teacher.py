@@ -1,13 +1,18 @@
 """Load a teacher from a local Hugging Face directory, and describe it without loading it."""
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from distilcache.cache_format.hashing import sha256_file
+from distilcache.devices import autocast
+from distilcache.precompute.pooling import pool
+from distilcache.precompute.prepare import Batch
 
 TOKENIZER_FILES = {
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -65,3 +70,19 @@ def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer
     if layer == -1:
         return model(**inputs).last_hidden_state
     return model(**inputs, output_hidden_states=True).hidden_states[layer]
+
+
+def pooled_vectors(model: torch.nn.Module, batches: Iterable[Batch], num_rows: int, device: torch.device, precision: str,
+                   layer: int, normalize: bool, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """The teacher's pooled sentence vectors (num_rows, hidden) of prepared rows, in row order; call
+    under torch.inference_mode(). on_batch gets each batch's size (progress bars)."""
+    vectors = np.empty((num_rows, model.config.hidden_size), dtype=np.float32)
+    for batch in batches:
+        inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
+                  "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
+        with autocast(device, precision):
+            hidden = forward_layer(model, inputs, layer)
+        vectors[batch.rows] = pool(hidden, batch.weights.to(device, non_blocking=True), normalize).cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(batch.rows))
+    return vectors
