@@ -82,6 +82,11 @@ class Rejection:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+def _has_surrogates(text: str) -> bool:
+    """Lone surrogates: undecodable bytes (surrogateescape) or bad JSON escapes."""
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
 def _check_text(spec: InputSpec, row: int, row_id: str, text: Any) -> Record | Rejection:
     if text is None:
         return Rejection(spec.path.name, row, row_id, "missing_field", f"no '{spec.text_field}' value")
@@ -89,7 +94,7 @@ def _check_text(spec: InputSpec, row: int, row_id: str, text: Any) -> Record | R
         return Rejection(spec.path.name, row, row_id, "bad_type", f"'{spec.text_field}' is {type(text).__name__}, not a string")
     if not text.strip():
         return Rejection(spec.path.name, row, row_id, "empty", "empty or whitespace-only text")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):  # lone surrogates: undecodable bytes or bad JSON escapes
+    if _has_surrogates(text):
         return Rejection(spec.path.name, row, row_id, "invalid_utf8", "text contains bytes that are not UTF-8")
     return Record(row_id, text, spec.path.name)
 
@@ -153,7 +158,7 @@ def _check_row(spec: InputSpec, row: int, raw_id: Any, text: Any, target: Any = 
         return checked
     if not isinstance(target, str):
         return Rejection(spec.path.name, row, row_id, "bad_type", f"'{spec.target_field}' is {type(target).__name__}, not a string")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in target):
+    if _has_surrogates(target):
         return Rejection(spec.path.name, row, row_id, "invalid_utf8", f"'{spec.target_field}' contains bytes that are not UTF-8")
     return Record(checked.id, checked.text, checked.file, target)
 
