@@ -65,3 +65,20 @@ def recombined_sentences(count: int, seed: int = 0) -> list[str]:
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def record_shard_writes(monkeypatch: pytest.MonkeyPatch, module, crash_after: int | None = None) -> list[int]:
+    """Patch module.write_shard to note each shard index written and, with crash_after, to raise
+    KeyboardInterrupt (like a SIGINT: nothing after it runs) once that many shards are written."""
+    from distilcache.cache_format.writer import write_shard
+
+    written: list[int] = []
+
+    def noting(out, index, table):
+        if len(written) == crash_after:
+            raise KeyboardInterrupt("killed")
+        written.append(index)
+        return write_shard(out, index, table)
+
+    monkeypatch.setattr(module, "write_shard", noting)
+    return written

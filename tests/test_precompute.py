@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import CORPUS, EN, MIXED, ZH, write_lines
+from conftest import CORPUS, EN, MIXED, ZH, record_shard_writes, write_lines
 from distilcache import open_cache
 from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
@@ -145,24 +145,15 @@ def test_rerun_with_other_settings_is_refused_naming_the_field(teacher_dir, corp
 def test_resume_after_a_crash_skips_finished_shards_and_equals_an_uninterrupted_run(teacher_dir, corpus, tmp_path, monkeypatch):
     precompute(_config(teacher_dir, [corpus], tmp_path / "whole", shard_size=3))
 
-    real_write_shard = run_module.write_shard
-    written = []
-
-    def crash_after_two(out, index, table):
-        if len(written) == 2:
-            raise KeyboardInterrupt("killed")
-        written.append(index)
-        return real_write_shard(out, index, table)
-
-    monkeypatch.setattr(run_module, "write_shard", crash_after_two)
+    written = record_shard_writes(monkeypatch, run_module, crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         precompute(_config(teacher_dir, [corpus], tmp_path / "resumed", shard_size=3))
     assert not (tmp_path / "resumed" / "manifest.json").exists() and (tmp_path / "resumed" / "plan.json").exists()
     stamps = {i: (tmp_path / "resumed" / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in written}
 
-    monkeypatch.setattr(run_module, "write_shard", lambda out, index, table: written.append(index) or real_write_shard(out, index, table))
+    rewritten = record_shard_writes(monkeypatch, run_module)
     manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "resumed", shard_size=3))
-    assert written == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
+    assert written + rewritten == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
     for i, stamp in stamps.items():  # finished shards were not rewritten
         assert (tmp_path / "resumed" / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns == stamp
     whole = open_cache(tmp_path / "whole")

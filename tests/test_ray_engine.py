@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import make_teacher, recombined_sentences, record_shard_writes, write_lines
 from distilcache import open_cache, verify_cache
 from distilcache.cli import main
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
@@ -70,23 +70,16 @@ def test_ray_engine_writes_the_local_engines_cache(world, tmp_path):
 
 
 def test_a_crashed_ray_run_resumes_computing_only_the_missing_shards(world, tmp_path, monkeypatch):
-    out, written, real_write_shard = tmp_path / "cache", [], ray_engine.write_shard
-
-    def crash_after_two(cache, index, table):
-        if len(written) == 2:
-            raise KeyboardInterrupt("killed")
-        written.append(index)
-        return real_write_shard(cache, index, table)
-
-    monkeypatch.setattr(ray_engine, "write_shard", crash_after_two)
+    out = tmp_path / "cache"
+    written = record_shard_writes(monkeypatch, ray_engine, crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         precompute(_config(world["teacher"], world["inputs"], out, workers=1))
     assert (out / "plan.json").exists() and not (out / "manifest.json").exists()
     stamps = {i: (out / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in written}
 
-    monkeypatch.setattr(ray_engine, "write_shard", lambda cache, index, table: written.append(index) or real_write_shard(cache, index, table))
+    rewritten = record_shard_writes(monkeypatch, ray_engine)
     manifest = precompute(_config(world["teacher"], world["inputs"], out, workers=1))
-    assert written == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
+    assert written + rewritten == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
     assert {i: (out / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in stamps} == stamps  # not rewritten
     _assert_same_cache(out, world["local"])
 

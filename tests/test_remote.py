@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import make_teacher, recombined_sentences, record_shard_writes, write_lines
 from distilcache import open_cache
 from distilcache.cache_format import verify_cache
 from distilcache.cli import main as cli
@@ -78,16 +78,7 @@ def test_a_run_killed_mid_way_resumes_on_another_machine_from_what_reached_s3(en
     corpus = write_lines(tmp_path / "corpus.txt", SENTENCES)
     uri = _uri(endpoint, "resume")
     config = PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=uri, shard_size=20, device="cpu")
-    written = []
-    original = run_module.write_shard
-
-    def crash_after_two(out, index, table):
-        if len(written) == 2:
-            raise KeyboardInterrupt("killed")  # like a SIGINT: nothing after this line runs
-        written.append(index)
-        return original(out, index, table)
-
-    monkeypatch.setattr(run_module, "write_shard", crash_after_two)
+    record_shard_writes(monkeypatch, run_module, crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         precompute(config)
     objects = _objects(uri)
@@ -96,7 +87,7 @@ def test_a_run_killed_mid_way_resumes_on_another_machine_from_what_reached_s3(en
     first_two = {n: objects[n].mtime_ns for n in ("shards/part-00000.parquet", "shards/part-00001.parquet")}
 
     shutil.rmtree(mirrors)  # another machine: no local state at all
-    monkeypatch.setattr(run_module, "write_shard", original)
+    record_shard_writes(monkeypatch, run_module)  # no crash this time
     manifest = precompute(config)
     assert manifest["total_rows"] == len(SENTENCES) and manifest["run"]["resumed_shards"] == 2
     objects = _objects(uri)
