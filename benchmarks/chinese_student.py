@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import random
-import shlex
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
 from parallel_text import aligned_stsb_pairs, hsk_pairs
-from report import DATA, HERE, _unique, run, start, wordnet_sentences
+from report import DATA, HERE, _unique, run, start, train_once, wordnet_sentences
 
 TEST_SETS = ["stsb-zh/test.tsv", "lcqmc/test.tsv", "stsb-en/test.tsv"]
 DEV_SETS = ["stsb-zh/dev.tsv", "lcqmc/dev.tsv", "stsb-en/dev.tsv"]
@@ -74,11 +73,7 @@ def main() -> None:
     commands: list[str] = []
     run(["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2", "--input", str(path),
          "--target-field", "target", "--output", str(cache)], commands)
-    argv = ["train", "--cache", str(cache), "--output", str(student), "--epochs", str(args.epochs)]
-    if (student / "summary.json").exists():
-        commands.append("distilcache " + shlex.join(argv) + "   # reused from an earlier run")
-    else:
-        run(argv, commands)
+    train_once(["--cache", str(cache), "--epochs", str(args.epochs)], student, commands)
 
     opened = open_cache(cache)
     idf = IdfTable.load(cache / "idf.parquet")

@@ -105,6 +105,15 @@ def run(argv: list[str], commands: list[str]) -> None:
         raise SystemExit(f"failed: {commands[-1]}")
 
 
+def train_once(argv: list[str], output: Path, commands: list[str]) -> None:
+    """`distilcache train` into output, unless an earlier run finished there (reruns reuse students)."""
+    argv = ["train", *argv, "--output", str(output)]
+    if (output / "summary.json").exists():
+        commands.append("distilcache " + shlex.join(argv) + "   # reused from an earlier run")
+    else:
+        run(argv, commands)
+
+
 def model2vec_model(teacher: Path) -> EvalModel:
     from model2vec.distill import distill
 
@@ -137,11 +146,7 @@ def main() -> None:
         "transformer-2l-seed": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs)],
     }
     for name, options in students.items():
-        argv = ["train", "--cache", str(cache), "--output", str(args.workdir / name), *options]
-        if (args.workdir / name / "summary.json").exists():
-            commands.append("distilcache " + shlex.join(argv) + "   # reused from an earlier run")
-        else:
-            run(argv, commands)
+        train_once(["--cache", str(cache), *options], args.workdir / name, commands)
 
     opened = open_cache(cache)
     idf = IdfTable.load(cache / "idf.parquet")
