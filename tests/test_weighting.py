@@ -1,9 +1,18 @@
 import math
 
+import jieba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
 
-from distilcache.weighting import IdfTable, char_weights, idf_value, segment, token_weights
+from distilcache.weighting import IdfTable, char_weights, idf_value, segment, token_weights, weighted_tokens
+
+
+@pytest.fixture(scope="module")
+def tokenizer(teacher_dir):
+    return AutoTokenizer.from_pretrained(str(teacher_dir), local_files_only=True)
 
 
 def test_idf_matches_hand_computed_example():
@@ -61,3 +70,40 @@ def test_idf_table_without_document_count_is_refused():
     arrow = IdfTable.from_texts(["a b"]).to_arrow().replace_schema_metadata({})
     with pytest.raises(ValueError, match="num_documents"):
         IdfTable.from_arrow(arrow, source="x.parquet")
+
+
+# characters jieba treats differently: dictionary CJK words, Latin runs, its joiners "+#&._%-", other
+# punctuation, and the whitespace it keeps as words of their own ("\r\n" is one)
+_JIEBA_TEXT = st.lists(st.sampled_from(["我", "爱", "北京", "上海", "天安门", "C++", "AT&T", "3.5%", "co-op", "e.g.",
+                                        "Hello", "world", "x", "7", " ", "  ", "\t", "\r\n", "\n", ",", "，", "!", "。",
+                                        "'s", "(", "é", "ß", "🙂", "#", "_", "-"]), max_size=20).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_JIEBA_TEXT)
+def test_segment_is_exactly_jieba(text):
+    # segment cuts jieba's pieces one by one (memoised): it must give jieba's own words
+    assert segment(text) == jieba.lcut(text, cut_all=False, HMM=True)
+
+
+def test_char_weights_follow_the_table_as_it_grows():
+    table = IdfTable.from_texts(["我爱北京", "你好"])
+    before = char_weights("北京", table, smoothing=0.0)
+    table.add_document("北京")  # 北京 is now in 2 of 3 documents: its idf falls, the memo must not keep the old one
+    after = char_weights("北京", table, smoothing=0.0)
+    np.testing.assert_allclose(after, [table.idf("北京") / 2] * 2)
+    assert after[0] < before[0]
+
+
+def test_a_text_weighs_the_same_alone_and_in_a_batch(tokenizer):
+    texts = ["我爱北京天安门", "", "  ", "上海 and 北京, again and again!", "我爱北京天安门" * 40]
+    table = IdfTable.from_texts(texts)
+    batch = weighted_tokens(texts, tokenizer, 64, table, 0.1)
+    for text, together in zip(texts, batch):
+        (alone,) = weighted_tokens([text], tokenizer, 64, table, 0.1)
+        assert np.array_equal(alone.token_ids, together.token_ids) and np.array_equal(alone.weights, together.weights)
+        # and both equal the rule written out for this one text
+        offsets = tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=64)["offset_mapping"]
+        kept = [offsets[i] for i in together.content_positions]
+        np.testing.assert_array_equal(together.weights, token_weights(char_weights(text, table, 0.1), kept))
+    assert batch[4].truncated and len(batch[1].weights) == 0

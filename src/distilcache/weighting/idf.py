@@ -10,10 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distilcache.weighting.segment import segment
+from distilcache.weighting.segment import pieces, segment, segment_piece
 
 FORMULA = "ln((1+N)/(1+df))+1"
 _N_KEY = b"distilcache.num_documents"
+_MEMO_LIMIT = 1 << 20  # distinct jieba pieces remembered by char_idf before the memo starts over
 
 
 def idf_value(df: int, num_documents: int) -> float:
@@ -27,11 +28,13 @@ class IdfTable:
     num_documents: int = 0
     df: Counter = field(default_factory=Counter)
     _idf: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _piece_idf: dict[str, tuple[float, ...]] = field(default_factory=dict, init=False, repr=False)
 
     def add_document(self, text: str) -> None:
         self.num_documents += 1
         self.df.update(set(segment(text)))
         self._idf.clear()
+        self._piece_idf.clear()
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> "IdfTable":
@@ -58,6 +61,22 @@ class IdfTable:
         if not self._idf:
             self._idf = {w: idf_value(n, self.num_documents) for w, n in self.df.items()}
         return self._idf.get(word, self.unknown_idf)
+
+    def char_idf(self, text: str) -> list[float]:
+        """One value per character of `text`: idf(w) / len(w) for the jieba word w it belongs to.
+        Memoised per jieba piece (about a word in English), the unit jieba cuts on its own."""
+        values: list[float] = []
+        for piece in pieces(text):
+            piece_values = self._piece_idf.get(piece)
+            if piece_values is None:
+                piece_values = tuple(self.idf(word) / len(word) for word in segment_piece(piece) for _ in word)
+                if len(piece_values) != len(piece):
+                    raise ValueError(f"segmentation does not cover the piece {piece!r} of {text[:80]!r}")
+                if len(self._piece_idf) >= _MEMO_LIMIT:
+                    self._piece_idf.clear()
+                self._piece_idf[piece] = piece_values
+            values.extend(piece_values)
+        return values
 
     def content_sha256(self) -> str:
         """A hash of N and the (word, df) pairs, independent of file encoding or library versions."""

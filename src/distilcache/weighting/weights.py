@@ -5,32 +5,31 @@ from collections.abc import Sequence
 import numpy as np
 
 from distilcache.weighting.idf import IdfTable
-from distilcache.weighting.segment import segment
 
 
 def char_weights(text: str, idf: IdfTable, smoothing: float) -> np.ndarray:
     """Each character of word w gets idf(w) / len(w), plus `smoothing`."""
-    weights = np.empty(len(text), dtype=np.float64)
-    start = 0
-    for word in segment(text):
-        end = start + len(word)
-        weights[start:end] = idf.idf(word) / len(word)
-        start = end
-    if start != len(text):
-        raise ValueError(f"segmentation does not cover the text ({start} of {len(text)} characters): {text[:80]!r}")
-    return weights + smoothing
+    return np.asarray(idf.char_idf(text), dtype=np.float64).reshape(-1) + smoothing
 
 
 def token_weights(char_w: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Weight of each kept token = sum of the character weights its offset span covers,
     normalised to sum 1. Characters no token covers (stripped, truncated) count for nothing.
     Tokens with empty spans get 0 unless every span is empty, then weights are uniform."""
-    if len(offsets) == 0:
-        return np.zeros(0, dtype=np.float32)
-    cumulative = np.concatenate(([0.0], np.cumsum(char_w)))
     spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    raw = cumulative[spans[:, 1]] - cumulative[spans[:, 0]]
-    total = raw.sum()
-    if not total > 0:
-        return np.full(len(raw), 1.0 / len(raw), dtype=np.float32)
-    return (raw / total).astype(np.float32)
+    return spans_weights(np.asarray(char_w, dtype=np.float64), spans, np.array([len(spans)]))[0]
+
+
+def spans_weights(char_w: np.ndarray, spans: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """token_weights for many texts in one pass: char_w holds their character weights end to end,
+    spans (tokens, 2) their tokens' character spans counted from the start of char_w, and the first
+    counts[0] spans belong to text 0, the next counts[1] to text 1, and so on.
+    Each span is summed on its own, so a text's weights do not depend on the texts beside it."""
+    rows = np.repeat(np.arange(len(counts)), counts)
+    padded = np.append(char_w, 0.0)  # reduceat needs every index, an end included, inside the array
+    sums = np.add.reduceat(padded, spans.reshape(-1))[0::2] if len(spans) else np.zeros(0)
+    raw = np.where(spans[:, 1] > spans[:, 0], sums, 0.0)  # reduceat reads an empty span as one element
+    totals = np.bincount(rows, weights=raw, minlength=len(counts))
+    uniform = 1.0 / np.maximum(counts, 1)
+    weights = np.where(totals[rows] > 0, raw / np.where(totals > 0, totals, 1.0)[rows], uniform[rows])
+    return np.split(weights.astype(np.float32), np.cumsum(counts)[:-1])
