@@ -35,6 +35,10 @@ VARIANTS = {
     "C. B + in-batch similarity-matrix loss (weight 1, T 0.05)": ["--init", "token-vectors", "--similarity-weight", "1"],
     "D. C with mean pooling instead of the IDF weights": ["--init", "token-vectors", "--similarity-weight", "1", "--pooling", "mean"],
     "E. C with a 2-layer LSTM": ["--init", "token-vectors", "--similarity-weight", "1", "--layers", "2"],
+    "F. B with a 128-unit LSTM": ["--init", "token-vectors", "--hidden", "128"],
+    "G. B with a 96-unit LSTM": ["--init", "token-vectors", "--hidden", "96"],
+    "H. B with a 128-d PCA of the token vectors and a 64-unit LSTM": ["--init", "token-vectors", "--embedding-dim", "128", "--hidden", "64"],
+    "I. B with a 96-d PCA of the token vectors and a 48-unit LSTM": ["--init", "token-vectors", "--embedding-dim", "96", "--hidden", "48"],
 }
 
 

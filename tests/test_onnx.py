@@ -13,7 +13,7 @@ from distilcache.onnx_export import exportable
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
-from distilcache.train.data import pad_batch
+from distilcache.train.data import pad_rows
 from distilcache.train.persistence import ONNX_FILE
 
 pytest.importorskip("onnxruntime")
@@ -52,9 +52,9 @@ def test_the_unpacked_bilstm_equals_the_packed_one_on_ragged_batches(cache, tmp_
     student = load_student(tmp_path / "s")
     generator = torch.Generator().manual_seed(0)
     lengths = [1, 7, 3, 12, 5]
-    ids = [torch.randint(5, student.model.config.vocab_size, (n,), generator=generator).numpy() for n in lengths]
-    weights = [np.full(n, 1.0 / n, dtype=np.float32) for n in lengths]
-    batch = pad_batch(ids, weights, student.model.config.pad_id)
+    ids = torch.randint(5, student.model.config.vocab_size, (sum(lengths),), generator=generator).numpy()
+    weights = np.concatenate([np.full(n, 1.0 / n, dtype=np.float32) for n in lengths])
+    batch = pad_rows(ids, weights, np.cumsum([0] + lengths[:-1]), np.array(lengths), student.model.config.pad_id)
     with torch.inference_mode():
         packed = student.model(batch.token_ids, batch.lengths, batch.weights)
         unpacked = exportable(student.model)(batch.token_ids, batch.lengths, batch.weights)

@@ -249,3 +249,36 @@ def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache
     assert cosine.min() > 0.98 and not np.allclose(a, b)
     with pytest.raises(ValueError, match="backend must be one of"):
         load_student(tmp_path / "s", backend="int4")
+
+
+def test_pad_rows_pads_and_reads_an_empty_row_as_one_pad_token():
+    from distilcache.train.data import pad_rows
+
+    token_ids, weights = np.array([7, 8, 9, 5]), np.array([0.25, 0.75, 1.0, 1.0], dtype=np.float32)
+    batch = pad_rows(token_ids, weights, starts=np.array([0, 2, 3]), counts=np.array([2, 0, 1]), pad_id=0)
+    assert batch.token_ids.tolist() == [[7, 8], [0, 0], [5, 0]]
+    assert batch.lengths.tolist() == [2, 1, 1]
+    assert batch.weights.tolist() == [[0.25, 0.75], [1.0, 0.0], [1.0, 0.0]]
+
+
+def test_a_smaller_embedding_starts_from_the_pca_of_the_token_vectors():
+    import torch
+
+    from distilcache.train.models import StudentConfig, build_student
+
+    rng = np.random.default_rng(0)
+    # 20 token vectors of width 6 that lie in a 3-d affine subspace: a 3-d PCA reconstructs them exactly
+    vectors = (rng.normal(size=(20, 3)) @ rng.normal(size=(3, 6)) + rng.normal(size=6)).astype(np.float32)
+    config = StudentConfig("bilstm", vocab_size=20, output_dim=6, pad_id=0, hidden_size=4, num_layers=1,
+                           embedding_dim=3, concat_embeddings=True)
+    model = build_student(config, token_vectors=vectors).eval()
+    assert tuple(model.encoder.embedding.weight.shape) == (20, 3)
+    token_ids = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    weights = torch.tensor([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]])
+    with torch.no_grad():
+        out = model(token_ids, torch.tensor([3, 2]), weights)
+    # untrained, the student is the weighted mean of the teacher's static vectors
+    expected = torch.einsum("bt,btd->bd", weights, torch.from_numpy(vectors)[token_ids])
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="do not fit"):
+        build_student(StudentConfig("bilstm", 20, 6, 0, 4, 1, embedding_dim=8, concat_embeddings=True), token_vectors=vectors)

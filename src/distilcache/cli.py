@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
     p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
     p.add_argument("--hidden", type=int, help="LSTM size per direction (default teacher dim / 2) or transformer width (default 256)")
-    p.add_argument("--embedding-dim", type=int, help="BiLSTM token embedding size (default: the teacher dim with token vectors, else 256)")
+    p.add_argument("--embedding-dim", type=int, help="BiLSTM token embedding size (default: the teacher dim with token vectors, a PCA of them when smaller; else 256)")
     p.add_argument("--no-concat-embeddings", dest="concat_embeddings", action="store_false",
                    help="BiLSTM: pool the LSTM states alone instead of [embedding; states]")
     p.add_argument("--heads", type=int, default=4, help="transformer attention heads (default 4)")

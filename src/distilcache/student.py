@@ -18,10 +18,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from distilcache.train.data import PaddedBatch, pad_batch
+from distilcache.train.data import PaddedBatch, pad_rows
 from distilcache.train.models import StudentModel
 from distilcache.train.persistence import IDF_FILE, ONNX_FILE, load_student_model
-from distilcache.weighting import IdfTable, weighted_tokens
+from distilcache.weighting import IdfTable, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
 BACKENDS = ("torch", "torch-int8", "onnx")
@@ -66,12 +66,13 @@ class Student:
         with tqdm(total=len(texts), disable=not show, desc="encode", unit=" sent") as bar, torch.inference_mode():
             for start in range(0, len(texts), ENCODE_WINDOW):
                 window = texts[start : start + ENCODE_WINDOW]
-                tokens = weighted_tokens(window, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
-                order = np.argsort([len(t.token_ids) for t in tokens], kind="stable")
+                tokens = weighted_batch(window, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
+                starts = tokens.starts
+                order = np.argsort(tokens.counts, kind="stable")
                 for b in range(0, len(order), batch_size):
                     members = order[b : b + batch_size]
-                    batch = pad_batch([tokens[i].token_ids for i in members], [tokens[i].weights for i in members],
-                                      self.model.config.pad_id)
+                    batch = pad_rows(tokens.token_ids, tokens.weights, starts[members], tokens.counts[members],
+                                     self.model.config.pad_id)
                     vectors = self._forward(batch)
                     if normalize_embeddings:
                         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

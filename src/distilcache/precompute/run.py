@@ -192,6 +192,8 @@ def _comparable(record: dict[str, Any], keys: Iterator[str] | dict[str, Any]) ->
     picked = {key: record.get(key) for key in keys}
     if "student_vocab" in picked and "student_vocab" not in record:  # made before the option: the teacher's tokens
         picked["student_vocab"] = "teacher"
+    if "export_token_vectors" in picked and "export_token_vectors" not in record:  # made when the key was token_vectors
+        picked["export_token_vectors"] = bool(record.get("token_vectors"))
     picked["inputs"] = [{k: e[k] for k in _INPUT_IDENTITY if k in e} for e in picked.get("inputs") or []]
     return picked
 

@@ -1,6 +1,6 @@
 """Cache rows as flat numpy arrays, a deterministic held-out split, and length-grouped padded batches."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,18 +59,20 @@ class PaddedBatch:
         return PaddedBatch(*(t.to(device, non_blocking=True) for t in (self.token_ids, self.lengths, self.weights)))
 
 
-def pad_batch(token_lists: Sequence[np.ndarray], weight_lists: Sequence[np.ndarray], pad_id: int) -> PaddedBatch:
-    """A text without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
-    lengths = np.array([max(len(t), 1) for t in token_lists], dtype=np.int64)
-    token_ids = np.full((len(token_lists), lengths.max(initial=1)), pad_id, dtype=np.int64)
-    weights = np.zeros(token_ids.shape, dtype=np.float32)
-    for row, (tokens, w) in enumerate(zip(token_lists, weight_lists)):
-        if len(tokens):
-            token_ids[row, : len(tokens)] = tokens
-            weights[row, : len(tokens)] = w
-        else:
-            weights[row, 0] = 1.0
-    return PaddedBatch(torch.from_numpy(token_ids), torch.from_numpy(lengths), torch.from_numpy(weights))
+def pad_rows(token_ids: np.ndarray, weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, pad_id: int) -> PaddedBatch:
+    """Row i is token_ids[starts[i] : starts[i] + counts[i]] (weights alike), padded with pad_id.
+    A row without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
+    starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+    lengths = np.maximum(counts, 1)
+    positions = np.arange(lengths.max(initial=1))
+    inside = positions[None, :] < counts[:, None]
+    taken = (starts[:, None] + positions[None, :])[inside]
+    padded_ids = np.full(inside.shape, pad_id, dtype=np.int64)
+    padded_ids[inside] = token_ids[taken]
+    padded_weights = np.zeros(inside.shape, dtype=np.float32)
+    padded_weights[inside] = weights[taken]
+    padded_weights[counts == 0, 0] = 1.0
+    return PaddedBatch(torch.from_numpy(padded_ids), torch.from_numpy(lengths), torch.from_numpy(padded_weights))
 
 
 def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -91,8 +93,7 @@ def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rn
 
 def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Iterator[tuple[PaddedBatch, torch.Tensor]]:
     """(padded inputs, float32 teacher vectors) per batch."""
+    lengths = rows.lengths
     for members in batches:
-        tokens = [rows.token_ids[rows.offsets[i] : rows.offsets[i + 1]] for i in members]
-        weights = [rows.weights[rows.offsets[i] : rows.offsets[i + 1]] for i in members]
         targets = torch.from_numpy(rows.vectors[members].astype(np.float32))
-        yield pad_batch(tokens, weights, pad_id), targets
+        yield pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), targets

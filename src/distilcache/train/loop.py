@@ -44,7 +44,8 @@ class TrainConfig:
     student: str = "bilstm"  # bilstm | transformer
     layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
     hidden: int | None = None  # default: teacher dim / 2 per direction (bilstm), 256 (transformer)
-    embedding_dim: int | None = None  # bilstm: default the teacher dim when starting from token vectors, else 256
+    # bilstm: default the teacher dim when starting from token vectors (smaller: their PCA), else 256
+    embedding_dim: int | None = None
     concat_embeddings: bool = True  # bilstm: pool [embedding; LSTM states]
     heads: int = 4  # transformer
     dropout: float = 0.1

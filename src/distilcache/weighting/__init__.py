@@ -5,9 +5,10 @@ Pure functions over numpy and pyarrow; no torch, so students and readers share t
 
 from distilcache.weighting.idf import IdfTable, idf_value
 from distilcache.weighting.segment import SEGMENTER, segment
-from distilcache.weighting.tokens import WeightedTokens, weighted_tokens
+from distilcache.weighting.tokens import WeightedBatch, WeightedTokens, weighted_batch, weighted_tokens
 from distilcache.weighting.weights import char_weights, token_weights
 
 __all__ = [
-    "IdfTable", "SEGMENTER", "WeightedTokens", "char_weights", "idf_value", "segment", "token_weights", "weighted_tokens",
+    "IdfTable", "SEGMENTER", "WeightedBatch", "WeightedTokens", "char_weights", "idf_value", "segment", "token_weights",
+    "weighted_batch", "weighted_tokens",
 ]

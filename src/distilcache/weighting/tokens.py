@@ -10,6 +10,7 @@ from distilcache.weighting.idf import IdfTable
 from distilcache.weighting.weights import spans_weights
 
 if TYPE_CHECKING:
+    from tokenizers import Encoding
     from transformers import PreTrainedTokenizerBase
 
 
@@ -22,46 +23,70 @@ class WeightedTokens:
     truncated: bool
 
 
-def weighted_tokens(
+@dataclass
+class WeightedBatch:
+    """A batch of texts as flat arrays: text i's non-special tokens are token_ids[starts[i]:starts[i] + counts[i]]."""
+
+    encodings: list["Encoding"]  # the tokenizer's own output, special tokens included
+    content: np.ndarray  # bool over all tokens of all encodings end to end: not a special token
+    token_ids: np.ndarray  # int32, the non-special tokens
+    weights: np.ndarray  # float32 aligned with token_ids; each text's sum to 1
+    counts: np.ndarray  # int64, non-special tokens per text
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.concatenate(([0], np.cumsum(self.counts)[:-1])).astype(np.int64)
+
+
+def weighted_batch(
     texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float
-) -> list[WeightedTokens]:
+) -> WeightedBatch:
     """Tokenise with offsets (truncating to max_length tokens, specials included) and weight each
-    non-special token by the IDF rule; with idf=None every token weighs the same."""
+    non-special token by the IDF rule; with idf=None every token of a text weighs the same.
+    The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
     if not texts:  # the tokenizer fails on an empty batch
-        return []
+        empty = np.zeros(0, dtype=np.int64)
+        return WeightedBatch([], empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty)
     # the Rust tokenizer itself: what tokenizer(...) runs, without converting every field to Python lists
     backend = tokenizer.backend_tokenizer
     backend.no_padding()
     backend.enable_truncation(max_length)
     encodings = backend.encode_batch(texts)
-    # the whole batch as flat arrays, so the weighting is a few numpy calls instead of a few per text
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     total = int(lengths.sum())
     ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
     content = ~np.fromiter(chain.from_iterable(e.special_tokens_mask for e in encodings), dtype=bool, count=total)
-    row_starts = np.concatenate(([0], np.cumsum(lengths)))
-    counts = np.add.reduceat(content, row_starts[:-1]) if total else np.zeros(len(texts), dtype=np.int64)
-    counts = np.where(lengths > 0, counts, 0)  # reduceat reads an empty row as one element
+    text_of_token = np.repeat(np.arange(len(texts)), lengths)
+    counts = np.bincount(text_of_token[content], minlength=len(texts)).astype(np.int64)
     if idf is not None:
         char_values = [idf.char_idf(text) for text in texts]
-        char_starts = np.concatenate(([0], np.cumsum([len(v) for v in char_values])))[:-1]
+        char_starts = np.concatenate(([0], np.cumsum([len(v) for v in char_values])))
         offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64,
                               count=2 * total).reshape(-1, 2)
-        spans = (offsets + np.repeat(char_starts, lengths)[:, None])[content]
-        char_w = np.fromiter(chain.from_iterable(char_values), dtype=np.float64, count=int(sum(map(len, char_values))))
+        spans = (offsets + char_starts[text_of_token][:, None])[content]
+        char_w = np.fromiter(chain.from_iterable(char_values), dtype=np.float64, count=int(char_starts[-1]))
         weights = spans_weights(char_w + smoothing, spans, counts)
     else:
-        weights = [np.full(n, 1.0 / n, dtype=np.float32) if n else np.zeros(0, dtype=np.float32) for n in counts]
+        weights = (1.0 / np.maximum(counts, 1))[text_of_token[content]].astype(np.float32)
+    return WeightedBatch(encodings, content, ids[content], weights, counts)
+
+
+def weighted_tokens(
+    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float
+) -> list[WeightedTokens]:
+    """weighted_batch, one WeightedTokens per text."""
+    batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing)
+    token_starts = np.concatenate(([0], np.cumsum([len(e.ids) for e in batch.encodings]))).astype(np.int64)
     result = []
-    for i, encoding in enumerate(encodings):
-        start, end = row_starts[i], row_starts[i + 1]
-        row_content = content[start:end]
+    for encoding, start, end, content_start, count in zip(
+        batch.encodings, token_starts[:-1], token_starts[1:], batch.starts, batch.counts
+    ):
         result.append(
             WeightedTokens(
                 input_ids=encoding.ids,
-                content_positions=np.flatnonzero(row_content),
-                token_ids=ids[start:end][row_content],
-                weights=weights[i],
+                content_positions=np.flatnonzero(batch.content[start:end]),
+                token_ids=batch.token_ids[content_start : content_start + count],
+                weights=batch.weights[content_start : content_start + count],
                 truncated=len(encoding.overflowing) > 0,
             )
         )

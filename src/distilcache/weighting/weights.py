@@ -17,10 +17,10 @@ def token_weights(char_w: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.
     normalised to sum 1. Characters no token covers (stripped, truncated) count for nothing.
     Tokens with empty spans get 0 unless every span is empty, then weights are uniform."""
     spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    return spans_weights(np.asarray(char_w, dtype=np.float64), spans, np.array([len(spans)]))[0]
+    return spans_weights(np.asarray(char_w, dtype=np.float64), spans, np.array([len(spans)]))
 
 
-def spans_weights(char_w: np.ndarray, spans: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+def spans_weights(char_w: np.ndarray, spans: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """token_weights for many texts in one pass: char_w holds their character weights end to end,
     spans (tokens, 2) their tokens' character spans counted from the start of char_w, and the first
     counts[0] spans belong to text 0, the next counts[1] to text 1, and so on.
@@ -32,4 +32,4 @@ def spans_weights(char_w: np.ndarray, spans: np.ndarray, counts: np.ndarray) -> 
     totals = np.bincount(rows, weights=raw, minlength=len(counts))
     uniform = 1.0 / np.maximum(counts, 1)
     weights = np.where(totals[rows] > 0, raw / np.where(totals > 0, totals, 1.0)[rows], uniform[rows])
-    return np.split(weights.astype(np.float32), np.cumsum(counts)[:-1])
+    return weights.astype(np.float32)
