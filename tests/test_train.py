@@ -282,3 +282,16 @@ def test_a_smaller_embedding_starts_from_the_pca_of_the_token_vectors():
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="do not fit"):
         build_student(StudentConfig("bilstm", 20, 6, 0, 4, 1, embedding_dim=8, concat_embeddings=True), token_vectors=vectors)
+
+
+def test_the_fast_preset_sizes_a_smaller_bilstm_that_flags_still_override(small_cache, tmp_path):
+    _train(small_cache, tmp_path / "fast", epochs=1, preset="fast")
+    _train(small_cache, tmp_path / "wider", epochs=1, preset="fast", hidden=16)
+    fast = json.loads((tmp_path / "fast" / "distilcache_student.json").read_text())
+    wider = json.loads((tmp_path / "wider" / "distilcache_student.json").read_text())
+    # the tiny teacher is 64-d: a third of it for the (PCA) embedding, a sixth per LSTM direction
+    assert (fast["student"]["embedding_dim"], fast["student"]["hidden_size"]) == (21, 10)
+    assert fast["training"]["preset"] == "fast" and (wider["student"]["hidden_size"], wider["student"]["embedding_dim"]) == (16, 21)
+    assert load_student(tmp_path / "fast").encode(SENTENCES[:3]).shape == (3, 64)
+    with pytest.raises(ValueError, match="does not apply"):
+        _train(small_cache, tmp_path / "t", epochs=1, preset="fast", student="transformer")

@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=_location, required=True, help="cache directory or URI (s3://...)")
     p.add_argument("--output", type=Path, required=True, help="student directory (also holds checkpoint.pt, train_log.jsonl)")
     p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
+    p.add_argument("--preset", choices=["default", "fast"], default="default",
+                   help="BiLSTM sizes: default (the quality recipe) or fast (a PCA-reduced embedding and a small LSTM, "
+                        "several times faster to encode); --hidden / --embedding-dim still override")
     p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
     p.add_argument("--hidden", type=int, help="LSTM size per direction (default teacher dim / 2) or transformer width (default 256)")
     p.add_argument("--embedding-dim", type=int, help="BiLSTM token embedding size (default: the teacher dim with token vectors, a PCA of them when smaller; else 256)")

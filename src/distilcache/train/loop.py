@@ -8,7 +8,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
 DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 1e-4}
+# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim (384 -> 128 and 64);
+# benchmarks/ablation.py measures the candidates
+PRESETS: dict[str, dict[str, Fraction]] = {
+    "default": {},
+    "fast": {"embedding_dim": Fraction(1, 3), "hidden": Fraction(1, 6)},
+}
 
 
 @dataclass
@@ -42,6 +49,7 @@ class TrainConfig:
     cache: Path | str  # a directory or a URI (s3://...), pulled into its local mirror
     output: Path
     student: str = "bilstm"  # bilstm | transformer
+    preset: str = "default"  # default | fast: the BiLSTM sizes of PRESETS, under any size given here
     layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
     hidden: int | None = None  # default: teacher dim / 2 per direction (bilstm), 256 (transformer)
     # bilstm: default the teacher dim when starting from token vectors (smaller: their PCA), else 256
@@ -74,6 +82,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.student not in ("bilstm", "transformer"):
             raise ValueError(f"--student must be bilstm or transformer, got {self.student!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.preset != "default" and self.student != "bilstm":
+            raise ValueError(f"--preset {self.preset} sizes a BiLSTM; it does not apply to --student {self.student}")
         if self.init not in ("auto", "random", "seed", "token-vectors"):
             raise ValueError(f"--init must be auto, random, seed or token-vectors, got {self.init!r}")
         if (self.init == "seed" and self.student != "transformer") or (self.init == "token-vectors" and self.student != "bilstm"):
@@ -88,6 +100,11 @@ class TrainConfig:
             raise ValueError("--val-fraction must be between 0 and 1")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be >= 1")
+
+    def with_preset(self, teacher_dim: int) -> "TrainConfig":
+        """The preset's sizes filled in where this config leaves them unset."""
+        sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None}
+        return replace(self, **sizes)
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
@@ -189,6 +206,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train a student on config.cache into config.output; returns the summary."""
     config.validate()
     cache = open_cache(config.cache)
+    config = config.with_preset(cache.dim)
     identity = _cache_identity(cache)
     output = config.output
     checkpoint_path = output / CHECKPOINT_FILE
