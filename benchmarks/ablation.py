@@ -39,6 +39,8 @@ VARIANTS = {
     "G. B with a 96-unit LSTM": ["--init", "token-vectors", "--hidden", "96"],
     "H. B with a 128-d PCA of the token vectors and a 64-unit LSTM": ["--init", "token-vectors", "--embedding-dim", "128", "--hidden", "64"],
     "I. B with a 96-d PCA of the token vectors and a 48-unit LSTM": ["--init", "token-vectors", "--embedding-dim", "96", "--hidden", "48"],
+    "J. B with a 192-d PCA of the token vectors and a 48-unit LSTM": ["--init", "token-vectors", "--embedding-dim", "192", "--hidden", "48"],
+    "K. H trained 8 epochs instead of 4": ["--init", "token-vectors", "--embedding-dim", "128", "--hidden", "64", "--epochs", "8"],
 }
 
 

@@ -308,10 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="student directory (also holds checkpoint.pt, train_log.jsonl)")
     p.add_argument("--student", choices=["bilstm", "transformer"], default="bilstm")
     p.add_argument("--preset", choices=["default", "fast"], default="default",
-                   help="BiLSTM sizes: default (the quality recipe) or fast (a PCA-reduced embedding and a small LSTM, "
-                        "several times faster to encode); --hidden / --embedding-dim still override")
+                   help="BiLSTM sizes: default (the quality recipe) or fast (a PCA of the token vectors to a third of the "
+                        "teacher dim and a small LSTM: about 3x the default's encode speed); --hidden / --embedding-dim override")
     p.add_argument("--layers", type=int, help="LSTM layers (default 1) or transformer layers (default 2)")
-    p.add_argument("--hidden", type=int, help="LSTM size per direction (default teacher dim / 2) or transformer width (default 256)")
+    p.add_argument("--hidden", type=int, help="LSTM size per direction (default: teacher dim / 3; --preset fast: / 6) or transformer width (default 256)")
     p.add_argument("--embedding-dim", type=int, help="BiLSTM token embedding size (default: the teacher dim with token vectors, a PCA of them when smaller; else 256)")
     p.add_argument("--no-concat-embeddings", dest="concat_embeddings", action="store_false",
                    help="BiLSTM: pool the LSTM states alone instead of [embedding; states]")

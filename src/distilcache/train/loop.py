@@ -36,10 +36,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
 DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 1e-4}
-# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim (384 -> 128 and 64);
-# benchmarks/ablation.py measures the candidates
+# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim (384 -> 128, or
+# 128 and 64); benchmarks/ablation.py measured the candidates (variants F-K)
 PRESETS: dict[str, dict[str, Fraction]] = {
-    "default": {},
+    "default": {"hidden": Fraction(1, 3)},
     "fast": {"embedding_dim": Fraction(1, 3), "hidden": Fraction(1, 6)},
 }
 
@@ -51,7 +51,7 @@ class TrainConfig:
     student: str = "bilstm"  # bilstm | transformer
     preset: str = "default"  # default | fast: the BiLSTM sizes of PRESETS, under any size given here
     layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
-    hidden: int | None = None  # default: teacher dim / 2 per direction (bilstm), 256 (transformer)
+    hidden: int | None = None  # default: the preset's (bilstm, per direction), 256 (transformer)
     # bilstm: default the teacher dim when starting from token vectors (smaller: their PCA), else 256
     embedding_dim: int | None = None
     concat_embeddings: bool = True  # bilstm: pool [embedding; LSTM states]
@@ -102,7 +102,9 @@ class TrainConfig:
             raise ValueError("--epochs and --batch-size must be >= 1")
 
     def with_preset(self, teacher_dim: int) -> "TrainConfig":
-        """The preset's sizes filled in where this config leaves them unset."""
+        """The preset's BiLSTM sizes filled in where this config leaves them unset."""
+        if self.student != "bilstm":
+            return self
         sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None}
         return replace(self, **sizes)
 
@@ -151,7 +153,7 @@ def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_i
                                            num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout))
     vectors = _load_token_vectors(cache, vocab_size, unk_id) if init == "token-vectors" else None
     embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
-    student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden or dim // 2, config.layers or 1,
+    student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden, config.layers or 1,
                             embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout)
     return build_student(student, token_vectors=vectors)
 
