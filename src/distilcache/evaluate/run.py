@@ -28,17 +28,17 @@ def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[lis
 
 
 def measure_speed(model: EvalModel, texts: list[str], batch_size: int = 256, latency_calls: int = 100) -> dict[str, float]:
-    """Sentences/s at batch_size and median single-sentence latency, tokenisation included."""
+    """Sentences/s at batch_size and (latency_calls > 0) median single-sentence latency, tokenisation included."""
     model.encode(texts[:batch_size], batch_size)  # warm-up
     start = time.perf_counter()
     model.encode(texts, batch_size)
-    rate = len(texts) / (time.perf_counter() - start)
+    speed = {"sentences_per_second": len(texts) / (time.perf_counter() - start)}
     times = []
     for text in texts[:latency_calls]:
         start = time.perf_counter()
         model.encode([text], 1)
         times.append(time.perf_counter() - start)
-    return {"sentences_per_second": rate, "latency_ms": 1000 * statistics.median(times)}
+    return speed | ({"latency_ms": 1000 * statistics.median(times)} if times else {})
 
 
 def _sts_scores(model: EvalModel, pairs: StsPairs, batch_size: int) -> dict[str, Any]:
