@@ -36,8 +36,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
 DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 1e-4}
-# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim (384 -> 128, or
-# 128 and 64); benchmarks/ablation.py measured the candidates (variants F-K)
+# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim. For a 384-d teacher:
+# default, a 128-unit LSTM; fast, a 128-d embedding (PCA of the token vectors) and a 64-unit LSTM.
+# benchmarks/ablation.py measured the candidates (variants F-K)
 PRESETS: dict[str, dict[str, Fraction]] = {
     "default": {"hidden": Fraction(1, 3)},
     "fast": {"embedding_dim": Fraction(1, 3), "hidden": Fraction(1, 6)},
