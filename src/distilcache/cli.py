@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="student pooling: the cached per-token (IDF) weights (default) or a plain mean")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3 bilstm, 5e-4 transformer, 1e-4 seeded)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3 bilstm, 5e-4 transformer, 4e-4 seeded)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up, as a fraction of all steps")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear", help="decay after warm-up")
