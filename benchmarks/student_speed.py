@@ -7,7 +7,7 @@ pooling, length-sorted batches), the default BiLSTM student, the `--preset fast`
 does not depend on how long they trained), each also quantised to int8 on load and exported to
 ONNX and run in onnxruntime (needs distilcache[onnx]). Sentences: STS-B English dev (../shared/data).
 Two rates: the first pass over the sentences (the students' jieba memo starts empty) and the steady
-rate of a second pass (every jieba piece seen, as in a long-running encoder).
+rate, the best of 3 further passes (every jieba piece seen, as in a long-running encoder).
 
     .venv/bin/python benchmarks/student_speed.py [--train-sentences 4000] [--sentences 2000]
 """

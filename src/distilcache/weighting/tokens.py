@@ -28,6 +28,7 @@ class WeightedBatch:
     """A batch of texts as flat arrays: text i's non-special tokens are token_ids[starts[i]:starts[i] + counts[i]]."""
 
     encodings: list["Encoding"]  # the tokenizer's own output, special tokens included
+    lengths: np.ndarray  # int64, tokens per encoding, special tokens included
     content: np.ndarray  # bool over all tokens of all encodings end to end: not a special token
     token_ids: np.ndarray  # int32, the non-special tokens
     weights: np.ndarray  # float32 aligned with token_ids; each text's sum to 1
@@ -46,7 +47,7 @@ def weighted_batch(
     The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
     if not texts:  # the tokenizer fails on an empty batch
         empty = np.zeros(0, dtype=np.int64)
-        return WeightedBatch([], empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty)
+        return WeightedBatch([], empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty)
     # the Rust tokenizer itself: what tokenizer(...) runs, without converting every field to Python lists
     backend = tokenizer.backend_tokenizer
     backend.no_padding()
@@ -68,7 +69,7 @@ def weighted_batch(
         weights = spans_weights(char_w + smoothing, spans, counts)
     else:
         weights = (1.0 / np.maximum(counts, 1))[text_of_token[content]].astype(np.float32)
-    return WeightedBatch(encodings, content, ids[content], weights, counts)
+    return WeightedBatch(encodings, lengths, content, ids[content], weights, counts)
 
 
 def weighted_tokens(
@@ -76,7 +77,7 @@ def weighted_tokens(
 ) -> list[WeightedTokens]:
     """weighted_batch, one WeightedTokens per text."""
     batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing)
-    token_starts = np.concatenate(([0], np.cumsum([len(e.ids) for e in batch.encodings]))).astype(np.int64)
+    token_starts = np.concatenate(([0], np.cumsum(batch.lengths))).astype(np.int64)
     result = []
     for encoding, start, end, content_start, count in zip(
         batch.encodings, token_starts[:-1], token_starts[1:], batch.starts, batch.counts
