@@ -114,10 +114,6 @@ def train_once(argv: list[str], output: Path, commands: list[str]) -> None:
         run(argv, commands)
 
 
-def epochs(count: int | None) -> list[str]:
-    return ["--epochs", str(count)] if count else []
-
-
 def model2vec_model(teacher: Path) -> EvalModel:
     from model2vec.distill import distill
 
@@ -133,8 +129,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--wordnet", type=int, default=200000, help="WordNet sentences in the training corpus (default: all 169k)")
     parser.add_argument("--zh", type=int, default=10000, help="corpus-zh sentences in the training corpus")
-    parser.add_argument("--bilstm-epochs", type=int, help="default: train's own (10), what a user gets without flags")
-    parser.add_argument("--transformer-epochs", type=int, help="default: train's own (10)")
+    parser.add_argument("--bilstm-epochs", type=int, default=6)
+    parser.add_argument("--transformer-epochs", type=int, default=6)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cache and retrain the students")
     args = parser.parse_args()
     started = time.time()
@@ -146,9 +142,9 @@ def main() -> None:
     run(["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2", *[a for p in inputs for a in ("--input", str(p))],
          "--output", str(cache), "--export-seed-layers", "2"], commands)
     students = {
-        "bilstm": ["--student", "bilstm", *epochs(args.bilstm_epochs)],
-        "bilstm-fast": ["--student", "bilstm", "--preset", "fast", *epochs(args.bilstm_epochs)],
-        "transformer-2l-seed": ["--student", "transformer", "--init", "seed", *epochs(args.transformer_epochs)],
+        "bilstm": ["--student", "bilstm", "--epochs", str(args.bilstm_epochs)],
+        "bilstm-fast": ["--student", "bilstm", "--preset", "fast", "--epochs", str(args.bilstm_epochs)],
+        "transformer-2l-seed": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs)],
     }
     for name, options in students.items():
         train_once(["--cache", str(cache), *options], args.workdir / name, commands)
