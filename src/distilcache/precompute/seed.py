@@ -18,8 +18,9 @@ def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
     """The last layer, and for K > 1 the first, with the rest evenly spaced between (rounded half up).
 
     Keeping the last layer matters most: the cached vectors live in its output space. On
-    all-MiniLM-L6-v2 with no training, layers 0 and 5 score 81.3 on STS-B dev and 0 and 3
-    (DistilBERT's even spacing from the first) 77.6; layer 5 alone 78.1, layer 0 alone 76.9."""
+    all-MiniLM-L6-v2 with no training, layers 0 and 5 score 81.2 on STS-B dev (the best of the
+    15 pairs; 4 and 5 81.1), 0 and 3 (DistilBERT's even spacing from the first) 77.4, the best
+    pair without layer 5 78.5 (benchmarks/seed_layers.py); layer 5 alone 78.1, layer 0 alone 76.9."""
     if not 1 <= keep <= num_layers:
         raise ValueError(f"--export-seed-layers must be between 1 and the teacher's {num_layers} layers, got {keep}")
     if keep == 1:
