@@ -29,7 +29,8 @@ def _add_precompute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--export-seed-layers", type=int, default=0, metavar="K",
-                        help="also store the teacher's embeddings and K of its layers (the first and the last, the rest evenly between), to seed transformer students")
+                        help="also store the teacher's embeddings and K of its layers (the first and the last, "
+                             "the rest evenly between), to seed transformer students")
     parser.add_argument("--no-token-vectors", dest="token_vectors", action="store_false",
                         help="do not store the teacher's static vector of every vocabulary token (students start from them)")
     parser.add_argument("--on-duplicate-id", choices=["error", "keep-first"], default="error",
