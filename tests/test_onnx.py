@@ -34,9 +34,9 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("options", [
     {"student": "bilstm", "layers": 2},  # two layers: the second reads both directions of the first
-    {"student": "bilstm", "concat_embeddings": False, "hidden": 16},  # states alone, projected to the teacher's dim
-    {"student": "transformer", "layers": 2, "hidden": 32},
-], ids=["bilstm-2-layers", "bilstm-projected", "transformer"])
+    {"student": "bilstm", "concat_embeddings": False, "hidden": 16, "attention_pooling": False},  # states alone, projected
+    {"student": "transformer", "layers": 2, "hidden": 32, "attention_pooling": True},
+], ids=["bilstm-2-layers", "bilstm-projected-no-attention", "transformer-attention"])
 def test_onnxruntime_matches_torch_to_1e4(cache, tmp_path, options, capsys):
     train(TrainConfig(cache=cache, output=tmp_path / "s", epochs=1, batch_size=32, device="cpu", **options))
     assert cli(["export-onnx", str(tmp_path / "s")]) == 0

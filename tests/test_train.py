@@ -319,3 +319,62 @@ def test_the_fast_preset_sizes_a_smaller_bilstm_that_flags_still_override(small_
     assert load_student(tmp_path / "fast").encode(SENTENCES[:3]).shape == (3, 64)
     with pytest.raises(ValueError, match="does not apply"):
         _train(small_cache, tmp_path / "t", epochs=1, preset="fast", student="transformer")
+
+
+def test_attention_pooling_is_a_softmax_of_the_log_weights_plus_learned_scores():
+    from distilcache.train.models import StudentConfig, build_student
+
+    config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4,
+                           attention_pooling=True)
+    model = build_student(config)
+    with torch.no_grad():
+        model.attention.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))  # the score is a state's first feature
+    states = torch.zeros(3, 3, 4)
+    states[0, :, 0] = torch.tensor([0.0, 1.0, 2.0])
+    states[1, :, 0] = torch.tensor([0.0, 100.0, 5000.0])  # huge scores at padding must not swamp the real token
+    weights = torch.tensor([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    unnormalised = torch.tensor([0.5, 0.25 * np.e, 0.25 * np.e**2])
+    expected = torch.stack([unnormalised / unnormalised.sum(), torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3)])
+    torch.testing.assert_close(model.attend(states, weights), expected)
+
+
+def test_attention_pooling_starts_as_the_given_weights_and_is_trained_saved_and_loaded(small_cache, tmp_path):
+    from distilcache.train.models import StudentConfig, build_student
+
+    config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4)
+    plain = build_student(config).eval()
+    attentive = build_student(StudentConfig(**config.to_dict() | {"attention_pooling": True})).eval()
+    attentive.load_state_dict(plain.state_dict(), strict=False)
+    token_ids, lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    weights = torch.tensor([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(attentive(token_ids, lengths, weights), plain(token_ids, lengths, weights))
+
+    _train(small_cache, tmp_path / "s", epochs=2)  # on by default for a BiLSTM
+    student = load_student(tmp_path / "s")
+    assert student.info["student"]["attention_pooling"] is True and (tmp_path / "s" / "attention.safetensors").is_file()
+    assert student.model.attention.weight.abs().sum() > 0  # it learned something
+    _train(small_cache, tmp_path / "off", epochs=1, attention_pooling=False)
+    _train(small_cache, tmp_path / "tfm", epochs=1, student="transformer", hidden=32, layers=1)
+    for name in ("off", "tfm"):
+        assert load_student(tmp_path / name).model.attention is None
+        assert not (tmp_path / name / "attention.safetensors").exists()
+
+
+def test_the_embedding_learning_rate_scale_freezes_or_slows_the_token_embedding(small_cache, tmp_path):
+    from distilcache.train.models import StudentConfig, build_student
+
+    def embedding_change(scale: float) -> float:
+        config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4)
+        torch.manual_seed(0)
+        model = build_student(config)
+        before = model.encoder.embedding.weight.detach().clone()
+        optimizer = torch.optim.SGD(loop_module._parameter_groups(model, 0.1, scale), lr=0.1)
+        model(torch.tensor([[1, 2, 3]]), torch.tensor([3]), torch.tensor([[0.2, 0.3, 0.5]])).sum().backward()
+        optimizer.step()
+        return (model.encoder.embedding.weight.detach() - before).abs().sum().item()
+
+    assert embedding_change(0.0) == 0.0
+    assert embedding_change(0.5) == pytest.approx(embedding_change(1.0) / 2, rel=1e-4)
+    with pytest.raises(ValueError, match="embedding-lr-scale"):
+        _train(small_cache, tmp_path / "s", embedding_lr_scale=-1)

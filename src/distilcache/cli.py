@@ -323,9 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(precompute --export-seed-layers), when the cache has them")
     p.add_argument("--pooling", choices=["cache", "mean"], default="cache",
                    help="student pooling: the cached per-token (IDF) weights (default) or a plain mean")
+    p.add_argument("--attention-pooling", action=argparse.BooleanOptionalAction,
+                   help="learn a per-token score that reweights those weights (softmax of log weight + score); "
+                        "default: on for a BiLSTM, off for a transformer")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3 bilstm, 5e-4 transformer, 4e-4 seeded)")
+    p.add_argument("--embedding-lr-scale", type=float, default=3.0,
+                   help="BiLSTM: the token embedding learns at --lr times this (default 3; 0 freezes it)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up, as a fraction of all steps")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear", help="decay after warm-up")

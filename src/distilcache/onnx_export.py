@@ -15,7 +15,7 @@ from torch import nn
 
 from distilcache.student import Student, load_student
 from distilcache.train.models import BiLSTMEncoder, StudentModel
-from distilcache.train.persistence import ONNX_FILE, load_student_model
+from distilcache.train.persistence import HEAD_FILES, ONNX_FILE, load_student_model
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ class _ExportableBiLSTM(nn.Module):
 def exportable(model: StudentModel) -> StudentModel:
     """The same student with a BiLSTM encoder ONNX can express (a transformer exports as it is)."""
     if isinstance(model.encoder, BiLSTMEncoder):
-        projection = model.projection
+        trained = model
         model = StudentModel(model.config, _ExportableBiLSTM(model.encoder))
-        model.projection = projection  # the trained one, not the fresh layer the constructor made
+        for head in HEAD_FILES:  # the trained layers, not the fresh ones the constructor made
+            setattr(model, head, getattr(trained, head))
     return model.eval()
 
 

@@ -62,9 +62,14 @@ class TrainConfig:
     # random | token-vectors (bilstm) | seed (transformer)
     init: str = "auto"
     pooling: str = "cache"  # cache: the cached per-token weights (IDF); mean: uniform weights
+    # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py,
+    # variant N: STS-B dev 84.3 vs 83.4), off for a transformer (not measured)
+    attention_pooling: bool | None = None
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # default: 2e-3 (bilstm), 5e-4 (transformer), 4e-4 (seeded transformer)
+    # bilstm: the token embedding learns at lr times this (0 freezes it); 3: benchmarks/ablation.py, variants N, P, Q
+    embedding_lr_scale: float = 3.0
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of all steps
     schedule: str = "linear"  # linear | cosine decay after warm-up
@@ -101,13 +106,17 @@ class TrainConfig:
             raise ValueError("--val-fraction must be between 0 and 1")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("--epochs and --batch-size must be >= 1")
+        if self.embedding_lr_scale < 0:
+            raise ValueError("--embedding-lr-scale must be >= 0")
 
-    def with_preset(self, teacher_dim: int) -> "TrainConfig":
-        """The preset's BiLSTM sizes filled in where this config leaves them unset."""
+    def with_defaults(self, teacher_dim: int) -> "TrainConfig":
+        """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
+        sizes, and attention pooling."""
+        attention = self.student == "bilstm" if self.attention_pooling is None else self.attention_pooling
         if self.student != "bilstm":
-            return self
+            return replace(self, attention_pooling=attention)
         sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None}
-        return replace(self, **sizes)
+        return replace(self, attention_pooling=attention, **sizes)
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
@@ -147,16 +156,32 @@ def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_i
         seed_dir = cache.path / cache.manifest["seed"]["dir"]
         seed = seed_config(seed_dir)
         student = StudentConfig("transformer", max(vocab_size, seed.vocab_size), dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
-                                num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout)
+                                num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout,
+                                attention_pooling=config.attention_pooling)
         return build_student(student, seed_dir=seed_dir)
     if config.student == "transformer":
         return build_student(StudentConfig("transformer", vocab_size, dim, pad_id, config.hidden or 256, config.layers or 2,
-                                           num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout))
+                                           num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout,
+                                           attention_pooling=config.attention_pooling))
     vectors = _load_token_vectors(cache, vocab_size, unk_id) if init == "token-vectors" else None
     embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
     student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden, config.layers or 1,
-                            embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout)
+                            embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout,
+                            attention_pooling=config.attention_pooling)
     return build_student(student, token_vectors=vectors)
+
+
+def _parameter_groups(model: StudentModel, lr: float, embedding_lr_scale: float) -> list[dict[str, Any]]:
+    """A BiLSTM's token embedding in a group of its own, at lr * embedding_lr_scale (0: frozen)."""
+    embedding = getattr(model.encoder, "embedding", None)
+    if embedding is None or embedding_lr_scale == 1:
+        return [{"params": list(model.parameters())}]
+    embedding.weight.requires_grad_(embedding_lr_scale > 0)
+    rest = [p for name, p in model.named_parameters() if not name.startswith("encoder.embedding.")]
+    groups = [{"params": rest}]
+    if embedding_lr_scale > 0:
+        groups.append({"params": [embedding.weight], "lr": lr * embedding_lr_scale})
+    return groups
 
 
 def _loss(predicted: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -209,7 +234,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train a student on config.cache into config.output; returns the summary."""
     config.validate()
     cache = open_cache(config.cache)
-    config = config.with_preset(cache.dim)
+    config = config.with_defaults(cache.dim)
     identity = _cache_identity(cache)
     output = config.output
     checkpoint_path = output / CHECKPOINT_FILE
@@ -239,7 +264,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = _build_student(config, init, cache, len(tokenizer), pad_id, tokenizer.unk_token_id).to(device)
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale), lr=lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
 

@@ -23,6 +23,7 @@ class StudentConfig:
     num_heads: int = 4  # transformer only
     max_positions: int = 512  # transformer only
     dropout: float = 0.1
+    attention_pooling: bool = False  # learn a per-token score that reweights the given (IDF) weights
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +82,25 @@ class StudentModel(nn.Module):
         self.encoder = encoder
         # a linear map commutes with the weighted sum (weights sum to 1), so project after pooling
         self.projection = nn.Linear(encoder.output_dim, config.output_dim) if encoder.output_dim != config.output_dim else None
+        self.attention = nn.Linear(encoder.output_dim, 1) if config.attention_pooling else None
+        if self.attention is not None:  # zero scores: training starts from the given weights exactly
+            nn.init.zeros_(self.attention.weight)
+            nn.init.zeros_(self.attention.bias)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(token_ids, lengths)
-        pooled = torch.einsum("btd,bt->bd", states.float(), weights)
+        states = self.encoder(token_ids, lengths).float()
+        if self.attention is not None:
+            weights = self.attend(states, weights)
+        pooled = torch.einsum("btd,bt->bd", states, weights)
         return self.projection(pooled) if self.projection is not None else pooled
+
+    def attend(self, states: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """softmax(log weights + score(state)): the IDF weights as a prior the learned scores reweight.
+        Padding keeps weight 0, and its scores (meaningless in an unpacked export) never set the maximum;
+        a row of all-zero weights stays all zero."""
+        scores = self.attention(states).squeeze(-1).float().masked_fill(weights <= 0, -1e4)
+        scaled = weights * (scores - scores.max(dim=1, keepdim=True).values).exp()
+        return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def principal_components(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

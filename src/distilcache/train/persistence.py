@@ -3,6 +3,7 @@
 distilcache_student.json   config, pooling rule, teacher and cache provenance (written last)
 model.safetensors          encoder weights (a transformer also has config.json: AutoModel loads it)
 projection.safetensors     the linear map to the teacher's dim, when the encoder's width differs
+attention.safetensors      the learned per-token scores, for a student trained with attention pooling
 tokenizer files, idf.parquet
 student.onnx               only after `distilcache export-onnx`: the forward pass for onnxruntime
 """
@@ -21,6 +22,8 @@ STUDENT_FILE = "distilcache_student.json"
 FORMAT = "distilcache-student"
 WEIGHTS_FILE = "model.safetensors"
 PROJECTION_FILE = "projection.safetensors"
+ATTENTION_FILE = "attention.safetensors"
+HEAD_FILES = {"projection": PROJECTION_FILE, "attention": ATTENTION_FILE}  # the layers after the encoder
 IDF_FILE = "idf.parquet"
 ONNX_FILE = "student.onnx"  # only after `distilcache export-onnx`
 
@@ -32,9 +35,10 @@ def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tok
         model.encoder.model.save_pretrained(str(directory))
     else:
         save_file({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, str(directory / WEIGHTS_FILE))
-    projection = {k.removeprefix("projection."): v for k, v in state.items() if k.startswith("projection.")}
-    if projection:
-        save_file(projection, str(directory / PROJECTION_FILE))
+    for head, file in HEAD_FILES.items():
+        weights = {k.removeprefix(f"{head}."): v for k, v in state.items() if k.startswith(f"{head}.")}
+        if weights:
+            save_file(weights, str(directory / file))
     for path in tokenizer_dir.iterdir():
         shutil.copy2(path, directory / path.name)
     if idf_file is not None:
@@ -57,6 +61,7 @@ def load_student_model(directory: Path) -> tuple[dict[str, Any], StudentModel]:
         encoder = BiLSTMEncoder(config)
         encoder.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     model = StudentModel(config, encoder)
-    if model.projection is not None:
-        model.projection.load_state_dict(load_file(str(directory / PROJECTION_FILE)))
+    for head, file in HEAD_FILES.items():
+        if getattr(model, head) is not None:
+            getattr(model, head).load_state_dict(load_file(str(directory / file)))
     return info, model.eval()
