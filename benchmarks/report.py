@@ -157,8 +157,8 @@ def main() -> None:
         TeacherEncoder(teacher, PoolingConfig("idf"), idf, layers=3).as_eval_model("teacher cut to 3 layers", is_teacher=False),
         TeacherEncoder(teacher, PoolingConfig("idf"), idf, layers=1).as_eval_model("teacher cut to 1 layer", is_teacher=False),
         model2vec_model(teacher),
-        *(student_eval_model(args.workdir / name) for name in students),
-        student_eval_model(args.workdir / "bilstm", backend="torch-int8"),
+        *(student_eval_model(args.workdir / name, backend="torch") for name in students),
+        *(student_eval_model(args.workdir / name, backend="torch-int8") for name in ("bilstm", "bilstm-fast")),
     ]
     sts = [read_sts(DATA / name) for name in STS]
     results = evaluate_models(models, sts, opened, val_fraction=0.05, max_rows=5000, k=10)

@@ -77,7 +77,7 @@ def main() -> None:
     for name, (directory, _) in students.items():
         directory = work / directory
         export_onnx(directory)
-        models[name] = student_eval_model(directory)
+        models[name] = student_eval_model(directory, backend="torch")
         # quantised weights are no parameters any more: count the model's own
         models[f"{name}, int8 (torch dynamic quantisation)"] = replace(student_eval_model(directory, backend="torch-int8"),
                                                                        parameters=models[name].parameters)

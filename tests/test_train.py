@@ -268,6 +268,7 @@ def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache
     _train(small_cache, tmp_path / "s", epochs=1)
     fp32, int8 = load_student(tmp_path / "s"), load_student(tmp_path / "s", backend="torch-int8")
     assert "quantized" in type(int8.model.encoder.lstm).__module__
+    assert "quantized" not in type(fp32.model.encoder.lstm).__module__  # the default preset runs fp32 by default
     a, b = fp32.encode(SENTENCES[:50]), int8.encode(SENTENCES[:50])
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.98 and not np.allclose(a, b)
@@ -311,6 +312,9 @@ def test_a_smaller_embedding_starts_from_the_pca_of_the_token_vectors():
 def test_the_fast_preset_sizes_a_smaller_bilstm_that_flags_still_override(small_cache, tmp_path):
     _train(small_cache, tmp_path / "fast", epochs=1, preset="fast")
     _train(small_cache, tmp_path / "wider", epochs=1, preset="fast", hidden=16)
+    # the preset made for CPU speed runs int8 there unless asked otherwise
+    assert "quantized" in type(load_student(tmp_path / "fast").model.encoder.lstm).__module__
+    assert "quantized" not in type(load_student(tmp_path / "fast", backend="torch").model.encoder.lstm).__module__
     fast = json.loads((tmp_path / "fast" / "distilcache_student.json").read_text())
     wider = json.loads((tmp_path / "wider" / "distilcache_student.json").read_text())
     # the tiny teacher is 64-d: a third of it for the (PCA) embedding, a sixth per LSTM direction

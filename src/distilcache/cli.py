@@ -357,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", choices=["torch", "torch-int8", "onnx"], default="torch",
-                   help="torch-int8: quantise the LSTM/linear layers to int8 on load (CPU, ~1.4x a BiLSTM's speed); "
+    p.add_argument("--backend", choices=["auto", "torch", "torch-int8", "onnx"], default="auto",
+                   help="auto (default): torch-int8 for a --preset fast student on the CPU, else torch; "
+                        "torch-int8: quantise the LSTM/linear layers to int8 on load (CPU, ~1.4x a BiLSTM's speed); "
                         "onnx: run the student.onnx written by `distilcache export-onnx` in onnxruntime (CPU)")
     p.set_defaults(run=_cmd_encode)
 

@@ -103,8 +103,8 @@ def check_onnx(student_dir: Path, onnx_file: Path, texts: list[str] = CHECK_TEXT
     """The largest absolute difference between onnxruntime's and torch's vectors for texts."""
     import onnxruntime  # the optional extra distilcache[onnx]
 
-    torch_student = load_student(student_dir)
+    torch_student = load_student(student_dir, backend="torch")
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     onnx_student = Student(student_dir, torch_student.info, torch_student.model, torch_student.tokenizer,
-                           torch_student.idf, onnx_session=session)
+                           torch_student.idf, onnx_session=session, backend="onnx")
     return float(np.abs(onnx_student.encode(texts) - torch_student.encode(texts)).max())

@@ -24,15 +24,16 @@ from distilcache.train.persistence import IDF_FILE, ONNX_FILE, load_student_mode
 from distilcache.weighting import IdfTable, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
-BACKENDS = ("torch", "torch-int8", "onnx")
+BACKENDS = ("auto", "torch", "torch-int8", "onnx")
 
 
 class Student:
     """A loaded student: encode texts exactly as precompute weighted them, without any teacher."""
 
     def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None,
-                 onnx_session: Any = None):
+                 onnx_session: Any = None, backend: str = "torch"):
         self.directory = directory
+        self.backend = backend  # one of BACKENDS but auto: what runs the forward pass
         self.info = info
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -104,18 +105,28 @@ def quantized_int8(model: StudentModel) -> StudentModel:
         return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
 
-def load_student(directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch") -> Student:
+def default_backend(info: dict[str, Any], device: str | torch.device) -> str:
+    """What backend="auto" runs: int8 for a `--preset fast` student on the CPU, the preset made for CPU
+    speed (benchmarks/results/REPORT.md: the same quality to 0.1 point at about 1.3x the speed), else torch."""
+    fast = info.get("training", {}).get("preset") == "fast"
+    return "torch-int8" if fast and torch.device(device).type == "cpu" else "torch"
+
+
+def load_student(directory: str | Path, device: str | torch.device = "cpu", backend: str = "auto") -> Student:
     """Load a student directory written by `distilcache train`; needs nothing outside it.
     backend="onnx" runs the student.onnx that `distilcache export-onnx` wrote, on the CPU;
-    backend="torch-int8" quantises the LSTM and linear layers to int8 on load (CPU)."""
+    backend="torch-int8" quantises the LSTM and linear layers to int8 on load (CPU);
+    backend="auto" (default) is torch-int8 for a fast-preset student on the CPU, else torch."""
     directory = Path(directory)
     info, model = load_student_model(directory)
+    if backend == "auto":
+        backend = default_backend(info, device)
     tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     idf = IdfTable.load(directory / IDF_FILE) if info["pooling"]["mode"] == "idf" else None
     if backend == "torch":
         return Student(directory, info, model, tokenizer, idf).to(device)
     if backend == "torch-int8":
-        return Student(directory, info, quantized_int8(model), tokenizer, idf)
+        return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend)
     if backend != "onnx":
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not (directory / ONNX_FILE).is_file():
@@ -123,4 +134,4 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
-    return Student(directory, info, model, tokenizer, idf, onnx_session=session)
+    return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend)

@@ -58,10 +58,10 @@ class TeacherEncoder:
         return EvalModel(name, self.encode, *_size(self.model), is_teacher=is_teacher)
 
 
-def student_eval_model(directory: Path, device: str = "cpu", backend: str = "torch") -> EvalModel:
+def student_eval_model(directory: Path, device: str = "cpu", backend: str = "auto") -> EvalModel:
     from distilcache.student import load_student
 
     student = load_student(directory, device=resolve_device(device), backend=backend)
     encode = lambda texts, batch_size: student.encode(texts, batch_size=batch_size, show_progress_bar=False)  # noqa: E731
-    name = directory.name + {"torch": "", "torch-int8": " (int8)", "onnx": " (onnxruntime)"}[backend]
+    name = directory.name + {"torch": "", "torch-int8": " (int8)", "onnx": " (onnxruntime)"}[student.backend]
     return EvalModel(name, encode, *_size(student.model), info=student.info)
