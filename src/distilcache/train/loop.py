@@ -63,7 +63,7 @@ class TrainConfig:
     init: str = "auto"
     pooling: str = "cache"  # cache: the cached per-token weights (IDF); mean: uniform weights
     # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py,
-    # variant N: STS-B dev 84.3 vs 83.4), off for a transformer (not measured)
+    # variant N vs F: STS-B dev 84.3 vs 83.4), off for a transformer (not measured)
     attention_pooling: bool | None = None
     epochs: int = 10
     batch_size: int = 128
