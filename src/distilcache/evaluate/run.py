@@ -1,8 +1,10 @@
 """Evaluate models side by side on the same sentences: STS Spearman, fidelity, retrieval, speed."""
 
 import logging
+import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,23 +29,30 @@ def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[lis
     return texts, cache.vectors()[held_out]
 
 
-def measure_speed(model: EvalModel, texts: list[str], batch_size: int = 256, latency_calls: int = 100,
-                  passes: int = 3) -> dict[str, float]:
-    """Sentences/s at batch_size, the best of `passes` timed passes (the one least disturbed by other work
-    on the machine), and (latency_calls > 0) median single-sentence latency; tokenisation included."""
-    model.encode(texts[:batch_size], batch_size)  # warm-up
-    seconds = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        model.encode(texts, batch_size)
-        seconds.append(time.perf_counter() - start)
-    speed = {"sentences_per_second": len(texts) / min(seconds)}
-    times = []
+def _seconds(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def measure_speeds(models: list[EvalModel], texts: list[str], batch_size: int = 256, latency_calls: int = 100,
+                   rounds: int = 5) -> list[dict[str, float]]:
+    """Per model: sentences/s at batch_size, the best of `rounds` timed passes, and (latency_calls > 0) the
+    median single-sentence latency; tokenisation included. Each round times one pass of every model in
+    turn, and each latency call likewise, so a slow spell on a shared machine falls on all the models
+    instead of on one model's passes: the ratios between them are what the report is about."""
+    for model in models:
+        model.encode(texts[:batch_size], batch_size)  # warm-up
+    best = [math.inf] * len(models)
+    for _ in range(rounds):
+        for i, model in enumerate(models):
+            best[i] = min(best[i], _seconds(lambda: model.encode(texts, batch_size)))
+    latencies: list[list[float]] = [[] for _ in models]
     for text in texts[:latency_calls]:
-        start = time.perf_counter()
-        model.encode([text], 1)
-        times.append(time.perf_counter() - start)
-    return speed | ({"latency_ms": 1000 * statistics.median(times)} if times else {})
+        for i, model in enumerate(models):
+            latencies[i].append(_seconds(lambda: model.encode([text], 1)))
+    return [{"sentences_per_second": len(texts) / seconds} | ({"latency_ms": 1000 * statistics.median(times)} if times else {})
+            for seconds, times in zip(best, latencies)]
 
 
 def _sts_scores(model: EvalModel, pairs: StsPairs, batch_size: int) -> dict[str, Any]:
@@ -81,9 +90,11 @@ def evaluate_models(
             result["fidelity"] = float(np.mean(paired_cosine(vectors, held_vectors))) if same_space else None
             result[f"recall@{k}"] = recall_at_k(vectors, held_vectors, k) if len(held_texts) > k else None
             result["held_out_rows"] = len(held_texts)
-        if speed_texts:
-            result |= measure_speed(model, speed_texts, batch_size)
         results.append(result)
+    if speed_texts:
+        log.info("timing %d models on %d sentences", len(models), len(speed_texts))
+        for result, speed in zip(results, measure_speeds(models, speed_texts, batch_size)):
+            result |= speed
     _add_gaps(results)
     return results
 
