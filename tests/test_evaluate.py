@@ -91,7 +91,7 @@ def test_a_model_of_another_dim_gets_recall_but_no_fidelity(teacher_dir, tmp_pat
     assert result["fidelity"] is None and 0 < result["recall@5"] <= 1
 
 
-def test_speed_passes_and_latency_calls_go_round_the_models_in_turn():
+def test_speed_passes_go_round_the_models_in_turn_and_latency_calls_model_by_model():
     from distilcache.evaluate.encoders import EvalModel
     from distilcache.evaluate.run import measure_speeds
 
@@ -103,6 +103,6 @@ def test_speed_passes_and_latency_calls_go_round_the_models_in_turn():
     texts = [f"sentence {i}" for i in range(10)]
     speeds = measure_speeds([model("a"), model("b")], texts, batch_size=4, latency_calls=2, rounds=3)
     assert [name for name, n in calls if n == 10] == ["a", "b"] * 3  # whole passes, interleaved
-    assert [name for name, n in calls if n == 1] == ["a", "b"] * 2  # latency calls, interleaved
+    assert [name for name, n in calls if n == 1] == ["a", "a", "b", "b"]  # latency calls, each model warm
     assert [name for name, n in calls if n == 4] == ["a", "b"]  # one warm-up batch each, first
     assert len(speeds) == 2 and all(s["sentences_per_second"] > 0 and s["latency_ms"] > 0 for s in speeds)

@@ -39,20 +39,20 @@ def measure_speeds(models: list[EvalModel], texts: list[str], batch_size: int = 
                    rounds: int = 5) -> list[dict[str, float]]:
     """Per model: sentences/s at batch_size, the best of `rounds` timed passes, and (latency_calls > 0) the
     median single-sentence latency; tokenisation included. Each round times one pass of every model in
-    turn, and each latency call likewise, so a slow spell on a shared machine falls on all the models
-    instead of on one model's passes: the ratios between them are what the report is about."""
+    turn, so a slow spell on a shared machine falls on all the models instead of on one model's passes:
+    the ratios between them are what the report is about. The latency calls run model by model, each
+    model warm from the call before, as in a service answering one request after another."""
     for model in models:
         model.encode(texts[:batch_size], batch_size)  # warm-up
     best = [math.inf] * len(models)
     for _ in range(rounds):
         for i, model in enumerate(models):
             best[i] = min(best[i], _seconds(lambda: model.encode(texts, batch_size)))
-    latencies: list[list[float]] = [[] for _ in models]
-    for text in texts[:latency_calls]:
-        for i, model in enumerate(models):
-            latencies[i].append(_seconds(lambda: model.encode([text], 1)))
-    return [{"sentences_per_second": len(texts) / seconds} | ({"latency_ms": 1000 * statistics.median(times)} if times else {})
-            for seconds, times in zip(best, latencies)]
+    speeds = []
+    for model, seconds in zip(models, best):
+        times = [_seconds(lambda: model.encode([text], 1)) for text in texts[:latency_calls]]
+        speeds.append({"sentences_per_second": len(texts) / seconds} | ({"latency_ms": 1000 * statistics.median(times)} if times else {}))
+    return speeds
 
 
 def _sts_scores(model: EvalModel, pairs: StsPairs, batch_size: int) -> dict[str, Any]:
