@@ -174,7 +174,7 @@ def main() -> None:
         f"Fidelity and recall@10 use {held:,} held-out cache rows (5% by id hash) that no student trained on. "
         "Speed: the same 2,000 STS sentences for every model, batch 256, tokenisation and weighting included, "
         "the best of 5 passes, each pass going round all the models in turn, "
-        "timed after the model scored them (for the students: in steady state, their memo of jieba pieces "
+        "timed after every model scored them (for the students: in steady state, their memo of jieba pieces "
         "already holds these sentences' words; `benchmarks/student_speed.py` also times a first pass); "
         "latency: median of 100 single-sentence calls.",
         "",
