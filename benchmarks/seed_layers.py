@@ -30,9 +30,9 @@ from distilcache.evaluate.run import held_out_rows
 from distilcache.precompute import PoolingConfig
 from distilcache.precompute.seed import seed_layer_indices
 from distilcache.weighting import IdfTable
+from report import DATA, HERE
 
-HERE = Path(__file__).resolve().parent
-DEV = HERE.parents[1] / "shared" / "data" / "stsb-en" / "dev.tsv"
+DEV = DATA / "stsb-en" / "dev.tsv"
 
 
 def main() -> None:

@@ -112,10 +112,9 @@ class TrainConfig:
     def with_defaults(self, teacher_dim: int) -> "TrainConfig":
         """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
         sizes, and attention pooling."""
-        attention = self.student == "bilstm" if self.attention_pooling is None else self.attention_pooling
-        if self.student != "bilstm":
-            return replace(self, attention_pooling=attention)
-        sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None}
+        bilstm = self.student == "bilstm"
+        attention = bilstm if self.attention_pooling is None else self.attention_pooling
+        sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None} if bilstm else {}
         return replace(self, attention_pooling=attention, **sizes)
 
     def settings(self) -> dict[str, Any]:
