@@ -4,7 +4,8 @@
 
 POINT is where the kill lands: idf (after N texts of the IDF pass), mid-shard (half-way through
 writing shard N's temp file), after-rename (right after shard N got its final name), manifest
-(the manifest's temp file is written, not yet renamed), or none (run to the end).
+(the manifest's temp file is written, not yet renamed), student-rename (`train` saving its N-th
+student: right after its first file got its final name), or none (run to the end).
 """
 
 import os
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from distilcache.cache_format import writer
 from distilcache.cli import main
 from distilcache.precompute import run
+from distilcache.train import loop, persistence
 from distilcache.weighting import IdfTable
 
 point, count, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -63,6 +65,19 @@ elif point == "manifest":
         real_publish(tmp, path)
 
     writer.publish = publish
+elif point == "student-rename":
+    real_save, real_publish, saves = loop.save_student, persistence.publish, []
+
+    def save_student(*args, **kwargs):
+        saves.append(1)
+        return real_save(*args, **kwargs)
+
+    def publish(tmp, path):
+        real_publish(tmp, path)
+        if len(saves) == count:
+            die()
+
+    loop.save_student, persistence.publish = save_student, publish
 elif point != "none":
     raise SystemExit(f"unknown kill point {point!r}")
 

@@ -4,10 +4,13 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from distilcache.cache_format import CacheError, open_cache, read_manifest, verify_cache
+from distilcache.cache_format.errors import ConfigError, DistilcacheError
+from distilcache.cache_format.layout import MANIFEST_FILE
 
 
 def _location(value: str) -> str | Path:
@@ -122,13 +125,13 @@ def _cmd_idf(args: argparse.Namespace) -> int:
     from distilcache.precompute.idf_pass import compute_idf, merge_idf_files, write_idf
 
     if bool(args.input) == bool(args.merge):
-        raise ValueError("give either --input files to count, or --merge partial tables")
+        raise ConfigError("give either --input files to count, or --merge partial tables")
     if args.merge:
         table = merge_idf_files(args.merge)
     else:
         specs = [InputSpec(p, id_field=args.id_field, text_field=args.text_field, target_field=args.target_field) for p in args.input]
         table = compute_idf(specs, args.num_partitions, args.partition, args.on_duplicate_id == "keep-first")
-    write_idf(table, args.output)
+    write_idf(table, args.output, (args.partition, args.num_partitions) if args.input and args.num_partitions > 1 else None)
     print(f"{args.output}: {len(table.df)} words over {table.num_documents} texts")
     return 0
 
@@ -143,7 +146,11 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     cache = open_cache(args.cache, verify=False)  # a URI is pulled into its local mirror
-    print(json.dumps(cache.manifest, indent=2, ensure_ascii=False) if args.json else describe(cache.path, cache.manifest))
+    try:
+        text = json.dumps(cache.manifest, indent=2, ensure_ascii=False) if args.json else describe(cache.path, cache.manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a manifest from elsewhere, without a field describe shows
+        raise CacheError(f"{cache.path / MANIFEST_FILE}: missing or malformed field {exc}") from None
+    print(text)
     return 0
 
 
@@ -228,14 +235,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from distilcache.weighting import IdfTable
 
     if not args.model and not args.teacher:
-        raise ValueError("name at least one --model or a --teacher to evaluate")
+        raise ConfigError("name at least one --model or a --teacher to evaluate")
     cache = open_cache(args.teacher_cache) if args.teacher_cache else None
     models = []
     if args.teacher:
         cached = cache.manifest["pooling"] if cache else {}
         pooling = PoolingConfig(args.pooling or cached.get("mode", "mean"), cached.get("layer", -1),
                                 cached.get("smoothing", 0.1), cached.get("max_length"), cached.get("normalize", False))
-        idf = IdfTable.load(args.idf) if args.idf else (IdfTable.load(cache.path / "idf.parquet") if cache and cache.manifest["idf"] else None)
+        idf = IdfTable.load(args.idf) if args.idf else (IdfTable.load(cache.idf_path) if cache and cache.manifest["idf"] else None)
         teacher = TeacherEncoder(args.teacher, pooling, idf if pooling.mode == "idf" else None, args.teacher_layers, args.device)
         label = f"teacher ({pooling.mode} pooling)" + (f", first {args.teacher_layers} layers" if args.teacher_layers else "")
         models.append(teacher.as_eval_model(label, is_teacher=args.teacher_layers is None))
@@ -395,11 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from distilcache.precompute import InputError
 
     try:
         return args.run(args)
-    except (CacheError, InputError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (DistilcacheError, OSError) as exc:  # what the user can fix; anything else is a bug and shows its traceback
+        if args.verbose:
+            traceback.print_exc()
         print(f"distilcache {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,14 +4,23 @@ import contextlib
 
 import torch
 
+from distilcache.cache_format.errors import ConfigError
+
 
 def resolve_device(device: str) -> torch.device:
     """auto: CUDA when available, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {device!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
+        raise ConfigError(f"--device {device} was asked for but no CUDA device is available")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: distilcache runs on cpu, cuda or mps")
     return resolved
 
 
@@ -19,7 +28,9 @@ def resolve_precision(precision: str, device: torch.device, training: bool = Fal
     """auto: bf16 on CUDA where supported, else fp16 for inference (fp32 for training, since fp16
     training needs loss scaling); fp32 on CPU. An explicit choice is kept."""
     if training and precision == "fp16":
-        raise ValueError("fp16 training is not supported (it needs loss scaling); use bf16 or fp32")
+        raise ConfigError("fp16 training is not supported (it needs loss scaling); use bf16 or fp32")
+    if training and precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise ConfigError("bf16 training on this CPU is not supported (oneDNN needs AVX512-BF16 or AMX); use --precision fp32")
     if precision != "auto":
         return precision
     if device.type != "cuda":
@@ -27,6 +38,12 @@ def resolve_precision(precision: str, device: torch.device, training: bool = Fal
     if torch.cuda.is_bf16_supported():
         return "bf16"
     return "fp32" if training else "fp16"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 kernels (the LSTM among them) on this CPU."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return True if check is None else bool(check())
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from distilcache.student import Student, load_student
+from distilcache.cache_format.writer import write_atomic
+from distilcache.student import ONNX_WEIGHTS_KEY, Student, load_student
 from distilcache.train.models import BiLSTMEncoder, StudentModel
-from distilcache.train.persistence import HEAD_FILES, ONNX_FILE, load_student_model
+from distilcache.train.persistence import HEAD_FILES, ONNX_FILE, load_student_model, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +77,32 @@ def exportable(model: StudentModel) -> StudentModel:
 
 
 def export_onnx(student_dir: Path, output: Path | None = None) -> Path:
-    """Write the student in student_dir as ONNX (default: student_dir/student.onnx)."""
+    """Write the student in student_dir as ONNX (default: student_dir/student.onnx), with the digest of the
+    weights it was made from in its metadata: the onnx backend refuses it once they change."""
     output = output or student_dir / ONNX_FILE
-    _, model = load_student_model(student_dir)
+    info, model = load_student_model(student_dir)
     model = exportable(model)
     # a ragged example batch; sizes unlike any model dimension, so tracing keeps them symbolic
     lengths = torch.tensor([7, 4, 1])
     mask = torch.arange(7)[None, :] < lengths[:, None]
     example = (torch.where(mask, 5, model.config.pad_id), lengths, (mask / lengths[:, None]).float())
     dynamic = {"token_ids": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"}, "weights": {0: "batch", 1: "tokens"}}
-    with warnings.catch_warnings():
-        # The TorchScript exporter, deprecated but kept on purpose: torch.export (torch 2.13) pins the
-        # token dimension of an LSTM to the example's length; this exporter emits ONNX's own LSTM op.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")  # about sequence_lens, unused here
-        torch.onnx.export(model, example, str(output), input_names=INPUT_NAMES, output_names=["vectors"],
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+    def write(tmp: Path) -> None:
+        import onnx  # the optional extra distilcache[onnx]
+
+        with warnings.catch_warnings():
+            # The TorchScript exporter, deprecated but kept on purpose: torch.export (torch 2.13) pins the
+            # token dimension of an LSTM to the example's length; this exporter emits ONNX's own LSTM op.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")  # about sequence_lens, unused here
+            torch.onnx.export(model, example, str(tmp), input_names=INPUT_NAMES, output_names=["vectors"],
+                              dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, {ONNX_WEIGHTS_KEY: weights_digest(student_dir, info)})
+        onnx.save(graph, str(tmp))
+
+    write_atomic(output, write)
     log.info("wrote %s", output)
     return output
 

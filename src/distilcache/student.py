@@ -8,7 +8,7 @@ weighting are the same Python code whatever the backend).
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
+from distilcache import hf_local
+from distilcache.cache_format.errors import ConfigError
 from distilcache.train.data import PaddedBatch, pad_rows
 from distilcache.train.models import StudentModel
-from distilcache.train.persistence import IDF_FILE, ONNX_FILE, load_student_model
+from distilcache.train.persistence import IDF_FILE, ONNX_FILE, StudentError, load_student_model, student_file, weights_digest
 from distilcache.weighting import IdfTable, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
 BACKENDS = ("auto", "torch", "torch-int8", "onnx")
+ONNX_WEIGHTS_KEY = "distilcache.weights_sha256"  # in student.onnx's metadata: the weights it was exported from
 
 
 class Student:
@@ -59,8 +61,10 @@ class Student:
     ) -> np.ndarray:
         """Vectors (len(texts), dim) as float32; a single string gives one (dim,) vector.
         Empty or all-unknown texts still get finite vectors."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
+        texts = [texts] if single else _text_list(texts)
         pooling = self.info["pooling"]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         show = len(texts) > batch_size if show_progress_bar is None else show_progress_bar
@@ -97,6 +101,16 @@ class Student:
         return a @ b.T
 
 
+def _text_list(texts: Any) -> list[str]:
+    if isinstance(texts, (bytes, dict)) or not isinstance(texts, Iterable):
+        raise TypeError(f"encode expects a string or a sequence of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    wrong = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+    if wrong is not None:
+        raise TypeError(f"encode expects strings: texts[{wrong}] is {type(texts[wrong]).__name__} ({texts[wrong]!r:.40})")
+    return texts
+
+
 def quantized_int8(model: StudentModel) -> StudentModel:
     """Dynamic int8 quantisation of the LSTM and linear layers, for CPU inference: about 1.4x the
     BiLSTM's throughput for a change of 0.03 in STS-B Spearman (benchmarks/student_speed.py)."""
@@ -118,20 +132,25 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
     backend="torch-int8" quantises the LSTM and linear layers to int8 on load (CPU);
     backend="auto" (default) is torch-int8 for a fast-preset student on the CPU, else torch."""
     directory = Path(directory)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     info, model = load_student_model(directory)
     if backend == "auto":
         backend = default_backend(info, device)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    idf = IdfTable.load(directory / IDF_FILE) if info["pooling"]["mode"] == "idf" else None
+    tokenizer = hf_local.load_tokenizer(directory)
+    idf = IdfTable.load(student_file(directory, IDF_FILE)) if info["pooling"]["mode"] == "idf" else None
     if backend == "torch":
         return Student(directory, info, model, tokenizer, idf).to(device)
     if backend == "torch-int8":
         return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend)
-    if backend != "onnx":
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not (directory / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{directory / ONNX_FILE} not found: run `distilcache export-onnx {directory}` first")
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(student_file(directory, ONNX_FILE)), providers=["CPUExecutionProvider"])
+    exported_from = session.get_modelmeta().custom_metadata_map.get(ONNX_WEIGHTS_KEY)
+    if exported_from != weights_digest(directory, info):
+        raise StudentError(f"{directory / ONNX_FILE} was exported from other weights than the student's "
+                           f"({'not recorded: an older export' if exported_from is None else 'training went on since'}): "
+                           f"run `distilcache export-onnx {directory}` again")
     return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend)

@@ -1,7 +1,20 @@
 from dataclasses import dataclass
 
 
-class CacheError(Exception):
+class DistilcacheError(Exception):
+    """Something the user can fix: an option, a file given to a command, a cache or a student directory.
+    The command line reports it in one line (its traceback with -v); any other exception is a bug."""
+
+
+class ConfigError(DistilcacheError, ValueError):
+    """An option outside its range, or options that do not work together."""
+
+
+class DataFileError(DistilcacheError, ValueError):
+    """A file given to a command (a corpus, a similarity set, an IDF table) cannot be read as asked."""
+
+
+class CacheError(DistilcacheError):
     """A cache directory cannot be used as asked."""
 
 

@@ -10,9 +10,17 @@ REJECTED_FILE = "rejected.jsonl"
 TOKENIZER_DIR = "tokenizer"
 STUDENT_TOKENIZER_DIR = "student_tokenizer"  # only when the student needs tokens the teacher lacks
 SHARDS_DIR = "shards"
+SEED_DIR = "seed"  # only with --export-seed-layers: the teacher's embeddings and K layers
+TOKEN_VECTORS_FILE = "token_vectors.parquet"
+CARD_FILE = "README.md"  # the dataset card
 LOCK_FILE = ".lock"  # partitions lock ".lock-partition-I", merging ".lock-merge"
 TMP_PREFIX = ".tmp-"
 PARTITIONS_DIR = "partitions"  # partition I's partial manifest: partitions/part-I.json, removed on merge
+
+
+# every name precompute writes at the top of a cache (besides the lock and temp files)
+CACHE_NAMES = (MANIFEST_FILE, PLAN_FILE, IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SHARDS_DIR,
+               SEED_DIR, TOKEN_VECTORS_FILE, CARD_FILE, PARTITIONS_DIR)
 
 
 def shard_name(index: int) -> str:

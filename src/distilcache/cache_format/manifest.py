@@ -8,14 +8,20 @@ from distilcache.cache_format.writer import write_json_atomic
 
 __all__ = ["read_manifest", "read_json", "write_json_atomic", "check_format"]
 
+MAX_JSON_BYTES = 64 << 20  # far above any real manifest; a larger file is refused before it is read
 
-def read_json(path: Path) -> dict[str, Any]:
+
+def read_json(path: Path, error: type[Exception] = CacheError) -> dict[str, Any]:
+    """A JSON object from a file of at most MAX_JSON_BYTES; `error` names the file otherwise."""
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise error(f"{path}: {size} bytes, more than the {MAX_JSON_BYTES} a distilcache JSON file may have")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CacheError(f"{path}: not valid JSON ({exc})") from None
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid UTF-8 JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise CacheError(f"{path}: expected a JSON object")
+        raise error(f"{path}: expected a JSON object")
     return value
 
 
@@ -29,6 +35,27 @@ def check_format(manifest: dict[str, Any], path: Path) -> None:
         )
 
 
+# what every version-1 manifest holds, with its JSON type: readers index these without looking first
+_REQUIRED = {"teacher": dict, "pooling": dict, "vector": dict, "inputs": list, "fingerprint": str, "tokenizer": dict,
+             "rejected": dict, "total_rows": int, "shards": list, "stats": dict}
+_SHARD_FIELDS = {"file": str, "rows": int, "sha256": str}
+
+
+def check_fields(manifest: dict[str, Any], path: Path) -> None:
+    """The fields readers rely on exist with the right types, and the vector shape is one a cache can have."""
+    for key, kind in _REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise CacheError(f"{path}: field {key!r} is missing or not a JSON {kind.__name__}")
+    if manifest.get("idf") is not None and not isinstance(manifest["idf"], dict):
+        raise CacheError(f"{path}: field 'idf' must be an object or null")
+    dim, dtype = manifest["vector"].get("dim"), manifest["vector"].get("dtype")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= 1 << 16 or dtype not in ("float16", "float32"):
+        raise CacheError(f"{path}: field 'vector' must hold a dim in 1..65536 and a dtype float16 or float32, got {manifest['vector']}")
+    for index, entry in enumerate(manifest["shards"]):
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in _SHARD_FIELDS.items()):
+            raise CacheError(f"{path}: shards[{index}] must be an object with a file, rows and sha256")
+
+
 def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
     path = Path(cache_dir) / MANIFEST_FILE
     if not path.exists():
@@ -38,4 +65,5 @@ def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
         )
     manifest = read_json(path)
     check_format(manifest, path)
+    check_fields(manifest, path)
     return manifest

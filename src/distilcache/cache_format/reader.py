@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from distilcache.cache_format.errors import CacheVerifyError
+from distilcache.cache_format.errors import CacheVerifyError, Problem
+from distilcache.cache_format.layout import MANIFEST_FILE
 from distilcache.cache_format.manifest import read_manifest
+from distilcache.cache_format.paths import resolve_inside
 from distilcache.cache_format.remote import Remote, is_remote
-from distilcache.cache_format.verify import verify_cache
+from distilcache.cache_format.verify import name_problems, verify_cache
 
 
 def vector_array(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -26,8 +28,13 @@ def vector_array(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Cache:
+    """A complete cache. Every path it hands out comes from a manifest name checked to stay inside it."""
+
     path: Path
     manifest: dict[str, Any]
+
+    def _inside(self, name: str, field: str) -> Path:
+        return resolve_inside(self.path, name, field)
 
     @property
     def dim(self) -> int:
@@ -43,17 +50,41 @@ class Cache:
 
     @property
     def shard_paths(self) -> list[Path]:
-        return [self.path / entry["file"] for entry in self.manifest["shards"]]
+        return [self._inside(entry["file"], f"shards[{i}].file") for i, entry in enumerate(self.manifest["shards"])]
 
     @property
     def tokenizer_dir(self) -> Path:
-        return self.path / self.manifest["tokenizer"]["dir"]
+        return self._inside(self.manifest["tokenizer"]["dir"], "tokenizer.dir")
 
     @property
     def student_tokenizer_dir(self) -> Path:
         """The tokenizer that made the token_ids column: the teacher's, or an extended one."""
         student = self.manifest.get("student_tokenizer")
-        return self.path / student["dir"] if student else self.tokenizer_dir
+        return self._inside(student["dir"], "student_tokenizer.dir") if student else self.tokenizer_dir
+
+    @property
+    def student_tokenizer_files(self) -> list[Path]:
+        """The files of that tokenizer the manifest vouches for (a student copies these and nothing else)."""
+        section = "student_tokenizer" if self.manifest.get("student_tokenizer") else "tokenizer"
+        return [self._inside(name, f"{section}.files") for name in self.manifest[section]["files"]]
+
+    @property
+    def seed_dir(self) -> Path | None:
+        """The teacher's seed layers (precompute --export-seed-layers), or None."""
+        seed = self.manifest.get("seed")
+        return self._inside(seed["dir"], "seed.dir") if seed else None
+
+    @property
+    def token_vectors_path(self) -> Path | None:
+        """The teacher's static token vectors, or None."""
+        entry = self.manifest.get("token_vectors")
+        return self._inside(entry["file"], "token_vectors.file") if entry else None
+
+    @property
+    def idf_path(self) -> Path | None:
+        """The IDF table (IDF pooling only), or None."""
+        entry = self.manifest["idf"]
+        return self._inside(entry["file"], "idf.file") if entry else None
 
     @cached_property
     def dataset(self) -> ds.Dataset:
@@ -75,13 +106,14 @@ class Cache:
         return vector_array(self.table(["vector"])["vector"], self.dim).astype(dtype, copy=False)
 
     def idf(self) -> pa.Table:
-        return pq.read_table(self.path / self.manifest["idf"]["file"])
+        return pq.read_table(self.idf_path)
 
 
 def open_cache(path: str | Path, verify: bool = True) -> Cache:
     """Open a complete cache. verify=True checks every checksum first (reads every byte once);
-    verify=False trusts the manifest and only reads what is asked for. A URI (s3://...) is
-    pulled into its local mirror first (unchanged files are not fetched again)."""
+    verify=False trusts the checksums and only reads what is asked for (the manifest's names are
+    checked either way). A URI (s3://...) is pulled into its local mirror first (unchanged files
+    are not fetched again)."""
     if is_remote(path):
         remote = Remote.parse(path)
         path = remote.mirror()
@@ -90,6 +122,11 @@ def open_cache(path: str | Path, verify: bool = True) -> Cache:
     manifest = read_manifest(path)
     if verify:
         problems = verify_cache(path, check_ids=False)
-        if problems:
-            raise CacheVerifyError(str(path), problems)
+    else:
+        try:
+            problems = name_problems(manifest)
+        except (KeyError, TypeError, AttributeError) as exc:
+            problems = [Problem(MANIFEST_FILE, f"missing or malformed field {exc}")]
+    if problems:
+        raise CacheVerifyError(str(path), problems)
     return Cache(path=path, manifest=manifest)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from distilcache.cache_format.layout import LOCK_FILE, MANIFEST_FILE, PARTITIONS_DIR, PLAN_FILE, TMP_PREFIX
+from distilcache.cache_format.paths import safe_relative
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +55,24 @@ class Remote:
         return mirrors_root() / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
 
     def files(self) -> dict[str, pafs.FileInfo]:
-        """Remote files by path relative to the cache directory."""
+        """Remote files by path relative to the cache directory. The keys are untrusted: one that is not a
+        plain relative name (`../x`, `/x`, `a//b`) would lead a pull outside the mirror and is refused."""
         info = self.fs.get_file_info(self.base)
         if info.type == pafs.FileType.NotFound:
             return {}
         found = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True))
-        return {f.path[len(self.base) + 1 :]: f for f in found if f.type == pafs.FileType.File}
+        return {safe_relative(f.path[len(self.base) + 1 :], f"object key {f.path!r} of {self.uri}"): f
+                for f in found if f.type == pafs.FileType.File}
 
     def pull(self, local: Path) -> int:
         """Make local an exact copy of the remote cache (lock and temp files aside); returns the
         number of files fetched."""
         local.mkdir(parents=True, exist_ok=True)
         remote = {name: info for name, info in self.files().items() if not _local_only(name)}
-        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        for path in sorted(p for p in local.rglob("*") if p.is_file() or p.is_symlink()):
             relative = path.relative_to(local).as_posix()
-            if relative not in remote and not _local_only(relative):
+            # the mirror is this tool's own folder: what the remote lacks goes, and so do a killed pull's temp files
+            if (relative not in remote and not _local_only(relative)) or _stale_pull_tmp(path.name):
                 path.unlink()
         fetched = 0
         for relative, info in sorted(remote.items()):
@@ -76,7 +80,7 @@ class Remote:
             if target.is_file() and _same(target, info):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f"{TMP_PREFIX}{os.getpid()}-{target.name}")
+            tmp = target.with_name(f"{_PULL_TMP}{os.getpid()}-{target.name}")
             with self.fs.open_input_stream(info.path) as source, open(tmp, "wb") as sink:
                 while chunk := source.read(_CHUNK):
                     sink.write(chunk)
@@ -116,6 +120,25 @@ class Remote:
                     self.fs.delete_file(f"{self.base}/{relative}")
         log.info("pushed %d file(s) to %s", len(changed), self.uri)
         return len(changed)
+
+
+_PULL_TMP = f"{TMP_PREFIX}pull-"
+
+
+def _stale_pull_tmp(name: str) -> bool:
+    """A temp file of a pull whose process is gone (a live one may be another reader's, mid-download)."""
+    if not name.startswith(_PULL_TMP):
+        return False
+    pid = name[len(_PULL_TMP) :].split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _same(path: Path, info: pafs.FileInfo) -> bool:

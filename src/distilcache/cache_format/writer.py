@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 
 from distilcache.cache_format.errors import CacheError
 from distilcache.cache_format.hashing import sha256_file
-from distilcache.cache_format.layout import LOCK_FILE, TMP_PREFIX, shard_name
+from distilcache.cache_format.layout import CACHE_NAMES, LOCK_FILE, PARTITIONS_DIR, SHARDS_DIR, TMP_PREFIX, shard_name
 
 ROW_GROUP_ROWS = 8192  # small enough to stream, large enough for zstd to work well
 
@@ -77,17 +78,38 @@ def shard_entry(cache_dir: Path, index: int, rows: int) -> dict[str, Any]:
     return {"file": name, "rows": rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
+# where this tool writes temp names, and which: write_atomic's ".tmp-<pid>-<file>" beside each file it
+# writes, and the folders precompute builds as ".tmp-<pid>-<folder>" before renaming them into place
+# (".tmp-seed": seed layers before the pid was in the name)
+_TMP_NAMES = {
+    "": re.compile(rf"{re.escape(TMP_PREFIX)}(\d+-)?({'|'.join(map(re.escape, CACHE_NAMES))})"),
+    SHARDS_DIR: re.compile(rf"{re.escape(TMP_PREFIX)}\d+-part-\d+\.parquet"),
+    PARTITIONS_DIR: re.compile(rf"{re.escape(TMP_PREFIX)}\d+-part-\d+\.json"),
+}
+
+
+def is_own_tmp_name(name: str, folder: str = "") -> bool:
+    """name, found in the cache's `folder` ("" for the top), is one of the temp names this tool writes there."""
+    pattern = _TMP_NAMES.get(folder)
+    return pattern is not None and pattern.fullmatch(name) is not None
+
+
 def remove_stale_tmp_files(cache_dir: Path, shards: Container[int] | None = None) -> list[Path]:
-    """Delete temp files a killed writer left behind; they are never taken as data.
+    """Delete the temp files and folders a killed writer of this tool left behind (they are never taken as
+    data): only names of its own pattern, only where it writes them, never following a symbolic link.
     With `shards`, only the temp files of those shard indices."""
-    removed = [p for p in cache_dir.rglob(f"{TMP_PREFIX}*") if shards is None or _shard_index(p) in shards]
-    for path in removed:
-        if path.is_dir():
-            for child in sorted(path.rglob("*"), reverse=True):
-                child.unlink() if child.is_file() else child.rmdir()
-            path.rmdir()
-        else:
-            path.unlink()
+    removed = []
+    for folder in _TMP_NAMES:
+        where = cache_dir / folder
+        if where.is_symlink() or not where.is_dir():
+            continue
+        for path in sorted(where.iterdir()):
+            if not is_own_tmp_name(path.name, folder) or path.is_symlink():
+                continue
+            if shards is not None and _shard_index(path) not in shards:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
     return removed
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distilcache.cache_format.errors import ConfigError
 from distilcache.devices import resolve_device
 from distilcache.precompute.inputs import Record
 from distilcache.precompute.prepare import PoolingConfig, length_sorted_batches, prepare_rows
@@ -36,13 +37,13 @@ class TeacherEncoder:
     def __init__(self, directory: Path, pooling: PoolingConfig, idf: IdfTable | None = None, layers: int | None = None,
                  device: str = "cpu"):
         if pooling.mode == "idf" and idf is None:
-            raise ValueError("IDF pooling needs an IDF table (--idf, e.g. a cache's idf.parquet)")
+            raise ConfigError("IDF pooling needs an IDF table (--idf, e.g. a cache's idf.parquet)")
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(directory)
         self.model = load_model(directory, self.device)
         if layers is not None:
             if not 1 <= layers <= len(self.model.encoder.layer):
-                raise ValueError(f"--teacher-layers must be between 1 and {len(self.model.encoder.layer)}")
+                raise ConfigError(f"--teacher-layers must be between 1 and {len(self.model.encoder.layer)}")
             self.model.encoder.layer = self.model.encoder.layer[:layers]
         max_length = pooling.max_length or min(256, self.model.config.max_position_embeddings)
         self.pooling = PoolingConfig(pooling.mode, pooling.layer, pooling.smoothing, max_length, pooling.normalize)
@@ -50,6 +51,8 @@ class TeacherEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         rows = prepare_rows([Record(str(i), t, "") for i, t in enumerate(texts)], self.tokenizer, self.pooling, self.idf)
         batches = length_sorted_batches(rows, batch_size, self.tokenizer.pad_token_id or 0)
         return pooled_vectors(self.model, batches, len(rows), self.device, "fp32", self.pooling.layer, self.pooling.normalize)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from distilcache.cache_format import Cache
+from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.split import split_by_id
 from distilcache.evaluate.encoders import EvalModel
 from distilcache.evaluate.metrics import paired_cosine, recall_at_k, spearman
@@ -24,7 +25,7 @@ def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[lis
     _, held_out = split_by_id(table["id"].to_pylist(), val_fraction)
     held_out = held_out[:max_rows]
     if len(held_out) == 0:
-        raise ValueError(f"{cache.path}: no held-out rows at --val-fraction {val_fraction}")
+        raise ConfigError(f"{cache.path}: no held-out rows at --val-fraction {val_fraction}")
     texts = table["text"].take(held_out).to_pylist()
     return texts, cache.vectors()[held_out]
 
@@ -72,6 +73,9 @@ def evaluate_models(
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """One result per model, same sentences for all."""
+    for name, value, low in (("batch_size", batch_size, 1), ("k", k, 1), ("max_rows", max_rows, 1), ("speed_sentences", speed_sentences, 0)):
+        if value < low:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     held_texts, held_vectors = held_out_rows(cache, val_fraction, max_rows) if cache is not None else ([], None)
     speed_texts = list(dict.fromkeys(s for p in sts for s in p.sentence1 + p.sentence2))[:speed_sentences] or held_texts[:speed_sentences]
     results = []

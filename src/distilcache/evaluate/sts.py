@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distilcache.cache_format.errors import DataFileError
+
 
 @dataclass
 class StsPairs:
@@ -20,7 +22,7 @@ def read_sts(path: Path) -> StsPairs:
     try:
         columns = [header.index(c) for c in ("sentence1", "sentence2", "score")]
     except ValueError:
-        raise ValueError(f"{path}: the header must name sentence1, sentence2 and score (tab-separated), got {header}") from None
+        raise DataFileError(f"{path}: the header must name sentence1, sentence2 and score (tab-separated), got {header}") from None
     first, second, scores = [], [], []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
@@ -28,9 +30,9 @@ def read_sts(path: Path) -> StsPairs:
             a, b, score = (fields[i] for i in columns)
             scores.append(float(score))
         except (IndexError, ValueError):
-            raise ValueError(f"{path} line {number}: expected {len(header)} tab-separated fields with a numeric score") from None
+            raise DataFileError(f"{path} line {number}: expected {len(header)} tab-separated fields with a numeric score") from None
         first.append(a)
         second.append(b)
     if not scores:
-        raise ValueError(f"{path}: no pairs")
+        raise DataFileError(f"{path}: no pairs")
     return StsPairs(f"{path.parent.name}/{path.stem}", first, second, np.array(scores))

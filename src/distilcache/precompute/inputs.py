@@ -4,21 +4,33 @@ Every input row ends as exactly one Record or one Rejection, in file order, so
 rows in = rows out + rejections, always.
 """
 
+import codecs
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from distilcache.cache_format.errors import DataFileError
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 LINE_IDS = ""  # an id field of "" means: ids are <file stem>:<row number>
+# UTF-32-LE's mark starts with UTF-16-LE's, so the longer marks come first
+WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+             (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")]
+
+# csv's default field limit (131,072 characters) would abort a run on one long text; the
+# largest value a C long takes everywhere keeps long texts readable
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-class InputError(ValueError):
-    """An input file cannot be read as asked (unknown format, missing column, duplicate id)."""
+class InputError(DataFileError):
+    """An input file cannot be read as asked (unknown format, missing column, duplicate id, wrong encoding)."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,11 @@ class InputSpec:
         return fmt
 
     def check(self) -> None:
-        """Fail early on an unknown format, a missing file or a target field a .txt cannot have."""
+        """Fail early on an unknown format, a missing file, a UTF-16/32 text or a target field a .txt cannot have."""
         if self.format and not self.path.is_file():
             raise InputError(f"{self.path}: input file not found")
+        if self.format != "parquet":
+            _refuse_wide_encoding(self.path)
         if self.format == "txt" and self.target_field is not None:
             raise InputError(f"{self.path}: a .txt input has no fields; targets need .jsonl, .csv, .tsv or .parquet")
 
@@ -55,6 +69,18 @@ class InputSpec:
         if self.target_field is not None:
             described["target_field"] = self.target_field
         return described
+
+
+def _refuse_wide_encoding(path: Path) -> None:
+    """A UTF-16/32 file would otherwise read as rows of NUL-interleaved text."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    for bom, name in WIDE_BOMS:
+        if start.startswith(bom):
+            raise InputError(
+                f"{path}: the file is {name} (byte-order mark); convert it to UTF-8 first, "
+                f"e.g. iconv -f {name} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
+            )
 
 
 @dataclass(frozen=True)
@@ -73,9 +99,9 @@ class Record:
 @dataclass(frozen=True)
 class Rejection:
     file: str
-    row: int  # 1-based line number (txt, jsonl) or data row number (csv, parquet)
+    row: int  # 1-based line number (txt, jsonl) or data record number (csv, tsv, parquet)
     id: str | None
-    reason: str  # empty | invalid_utf8 | invalid_json | missing_field | bad_type | duplicate_id
+    reason: str  # empty | invalid_utf8 | invalid_json | malformed_record | missing_field | bad_type | duplicate_id
     detail: str
 
     def to_json(self) -> str:
@@ -182,22 +208,74 @@ def _require_columns(spec: InputSpec, columns: list[str]) -> None:
         )
 
 
+def _lines(first: int, last: int) -> str:
+    return f"line {last}" if first == last else f"lines {first}-{last}"
+
+
+def _field_count(fields: list[str], header: list[str]) -> str:
+    return f"{len(fields)} field{'' if len(fields) == 1 else 's'}, the header has {len(header)}"
+
+
+def _csv_records(reader: Any) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """(first line, last line, fields or the parse error) per record; blank lines are skipped.
+
+    After a csv.Error the reader resumes at the next physical line, so one bad record
+    costs one rejection instead of the rest of the file.
+    """
+    while True:
+        first = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield first, reader.line_num, exc
+            continue
+        if fields:
+            yield first, reader.line_num, fields
+
+
 def _read_csv(spec: InputSpec) -> Iterator[Record | Rejection]:
     # surrogateescape keeps undecodable bytes visible per row instead of failing the whole file
     with open(spec.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        # .tsv: tab-separated with no quoting, so a quote character inside a text stays text
-        reader = (csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if spec.format == "tsv"
-                  else csv.DictReader(f))
-        _require_columns(spec, list(reader.fieldnames or []))
-        for number, row in enumerate(reader, start=1):
-            yield _check_row(spec, number, row.get(spec.id_field), row.get(spec.text_field), _target(spec, row))
+        # .tsv: tab-separated with no quoting, so a quote character inside a text stays text;
+        # .csv: strict, so a stray quote is an error instead of silently merging records
+        reader = (csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if spec.format == "tsv"
+                  else csv.reader(f, strict=True))
+        records = _csv_records(reader)
+        first, last, header = next(records, (1, 1, []))
+        if isinstance(header, csv.Error):
+            raise InputError(f"{spec.path}: unreadable header ({_lines(first, last)}): {header}")
+        _require_columns(spec, header)
+        for number, (first, last, fields) in enumerate(records, start=1):
+            if isinstance(fields, csv.Error) or len(fields) != len(header):
+                problem = fields if isinstance(fields, csv.Error) else _field_count(fields, header)
+                yield Rejection(spec.path.name, number, None, "malformed_record", f"{_lines(first, last)}: {problem}")
+            else:
+                row = dict(zip(header, fields))
+                yield _check_row(spec, number, row.get(spec.id_field), row.get(spec.text_field), _target(spec, row))
+
+
+def _not_parquet(spec: InputSpec, exc: Exception) -> InputError:
+    return InputError(f"{spec.path}: not a readable Parquet file: {exc}")
+
+
+def _parquet_batches(spec: InputSpec) -> Iterator[pa.RecordBatch]:
+    """The file's batches; a corrupt file (pyarrow raises ArrowException or OSError) is an InputError naming it."""
+    try:
+        parquet = pq.ParquetFile(spec.path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _not_parquet(spec, exc) from exc
+    _require_columns(spec, parquet.schema_arrow.names)
+    try:
+        yield from parquet.iter_batches(columns=_columns(spec), batch_size=65536)
+    except (pa.ArrowException, OSError) as exc:
+        raise _not_parquet(spec, exc) from exc
 
 
 def _read_parquet(spec: InputSpec) -> Iterator[Record | Rejection]:
-    parquet = pq.ParquetFile(spec.path)
-    _require_columns(spec, parquet.schema_arrow.names)
     number = 0
-    for batch in parquet.iter_batches(columns=_columns(spec), batch_size=65536):
+    for batch in _parquet_batches(spec):
         texts = batch.column(spec.text_field).to_pylist()
         ids = batch.column(spec.id_field).to_pylist() if spec.id_field != LINE_IDS else [None] * len(texts)
         targets = batch.column(spec.target_field).to_pylist() if spec.target_field is not None else [None] * len(texts)

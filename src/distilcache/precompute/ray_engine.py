@@ -110,6 +110,19 @@ def _precision(config: run.PrecomputeConfig, device: torch.device) -> str:
     return resolve_precision(config.precision, device)
 
 
+def actor_precision(config: run.PrecomputeConfig) -> str:
+    """The precision the actors will compute in, known before planning (it is part of the plan). Asks
+    the Ray cluster only when the answer depends on its GPUs."""
+    if config.device != "auto" and (torch.device(config.device).type != "cuda" or torch.cuda.is_available()):
+        return resolve_precision(config.precision, torch.device(config.device))
+    started = _connect()
+    try:
+        return _precision(config, _device(config))
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_teacher_ray(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
     """`run._run_teacher` on Ray Data actors: the same shards, extras and run info (plus the engine's)."""
     done, todo_set = run._shards_to_do(config, plan, out)

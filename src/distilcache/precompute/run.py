@@ -7,6 +7,7 @@ file that exists (shards appear only by rename, so an existing one is complete).
 import errno
 import importlib.util
 import logging
+import math
 import os
 import shutil
 import time
@@ -27,6 +28,7 @@ import transformers
 from tqdm.auto import tqdm
 
 import distilcache
+from distilcache import hf_local
 from distilcache.cache_format import (
     FORMAT_VERSION,
     IDF_FILE,
@@ -47,12 +49,14 @@ from distilcache.cache_format import (
     write_parquet_atomic,
     write_shard,
 )
-from distilcache.cache_format.card import CARD_FILE, dataset_card
+from distilcache.cache_format.card import dataset_card
+from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file, sha256_json
+from distilcache.cache_format.layout import CACHE_NAMES, CARD_FILE, FORMAT_NAME, SEED_DIR, TMP_PREFIX, TOKEN_VECTORS_FILE
+from distilcache.cache_format.manifest import check_format, read_json
+from distilcache.cache_format.paths import symlinks_under
 from distilcache.cache_format.remote import Remote, is_remote
-from distilcache.cache_format.layout import FORMAT_NAME
-from distilcache.cache_format.manifest import read_json
-from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
+from distilcache.cache_format.writer import is_own_tmp_name, remove_stale_tmp_files, shard_entry, write_text_atomic
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
 from distilcache.precompute.pooling import POOLING_MODES
@@ -65,10 +69,10 @@ from distilcache.precompute.partitions import (
     read_partials,
     write_partial_manifest,
 )
-from distilcache.precompute.seed import SEED_DIR, export_seed_layers, seed_entry, seed_layer_indices
+from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.precompute.teacher import describe_teacher, load_model, load_tokenizer, pooled_vectors
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
-from distilcache.precompute.token_vectors import TOKEN_VECTORS_FILE, compute_token_vectors, token_vectors_table
+from distilcache.precompute.token_vectors import compute_token_vectors, token_vectors_table
 from distilcache.weighting import SEGMENTER, IdfTable
 from distilcache.weighting.idf import FORMULA
 from distilcache.weighting.student_vocab import RULE as STUDENT_VOCAB_RULE
@@ -109,55 +113,67 @@ class PrecomputeConfig:
 
     def validate(self) -> None:
         if self.pooling.mode not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling.mode!r}")
+            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {self.pooling.mode!r}")
         if self.dtype not in ("float16", "float32"):
-            raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if self.pooling.smoothing < 0:
-            raise ValueError(f"smoothing must be >= 0, got {self.pooling.smoothing}")
+            raise ConfigError(f"dtype must be float16 or float32, got {self.dtype!r}")
+        if not (math.isfinite(self.pooling.smoothing) and self.pooling.smoothing >= 0):
+            raise ConfigError(f"--smoothing must be a finite number >= 0, got {self.pooling.smoothing}")
         for name in ("batch_size", "shard_size", "ray_workers"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:
-            raise ValueError("max_length must be >= 2 (room for the special tokens)")
+            raise ConfigError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:
-            raise ValueError("at least one input is needed")
+            raise ConfigError("at least one input is needed")
         if self.idf_file is not None and self.pooling.mode != "idf":
-            raise ValueError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
+            raise ConfigError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
         if self.engine not in ("local", "ray"):
-            raise ValueError(f"engine must be local or ray, got {self.engine!r}")
+            raise ConfigError(f"engine must be local or ray, got {self.engine!r}")
         if self.engine == "ray" and self.partitioned:
-            raise ValueError("--engine ray distributes the shards itself; it does not combine with --num-partitions")
+            raise ConfigError("--engine ray distributes the shards itself; it does not combine with --num-partitions")
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:  # before a long planning pass
-            raise ValueError("--engine ray needs Ray Data: pip install 'distilcache[ray]'")
+            raise ConfigError("--engine ray needs Ray Data: pip install 'distilcache[ray]'")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.engine == "local":  # an unknown device, or CUDA where there is none (Ray's workers may have it)
+            resolve_device(self.device)
         if self.student_vocab not in STUDENT_VOCABS:
-            raise ValueError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
+            raise ConfigError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
+        if self.num_partitions < 1:
+            raise ConfigError(f"--num-partitions must be >= 1, got {self.num_partitions}")
         if not 0 <= self.partition < self.num_partitions:
-            raise ValueError(f"--partition must be in 0..{self.num_partitions - 1}, got {self.partition}")
+            raise ConfigError(f"--partition must be in 0..{self.num_partitions - 1}, got {self.partition}")
         if self.partitioned and self.pooling.mode == "idf" and self.idf_file is None:
-            raise ValueError("partitions share one IDF table: compute it first with `distilcache idf` and pass it with --idf")
+            raise ConfigError("partitions share one IDF table: compute it first with `distilcache idf` and pass it with --idf")
+        hf_local.check_no_shipped_code(self.teacher)
         for spec in self.inputs:
             spec.check()
         names = [spec.path.name for spec in self.inputs]
         if len(set(names)) != len(names):
-            raise ValueError(f"input file names must be unique (they name the rows' sources): {names}")
+            raise ConfigError(f"input file names must be unique (they name the rows' sources): {names}")
 
 
 # ---------------------------------------------------------------- request: what decides the cache
 
 
-def _request(config: PrecomputeConfig, idf_source: dict[str, Any]) -> dict[str, Any]:
+def _request(config: PrecomputeConfig, idf_source: dict[str, Any], precision: str) -> dict[str, Any]:
     """Everything that decides the cache's content, known before any heavy work."""
     teacher = describe_teacher(config.teacher, config.teacher_name)
     max_positions = teacher["max_position_embeddings"] or DEFAULT_MAX_LENGTH
     if config.pooling.max_length is None:
         config.pooling = replace(config.pooling, max_length=min(DEFAULT_MAX_LENGTH, max_positions))
     elif config.pooling.max_length > max_positions:
-        raise ValueError(f"--max-length {config.pooling.max_length} exceeds the teacher's {max_positions} positions")
+        raise ConfigError(f"--max-length {config.pooling.max_length} exceeds the teacher's {max_positions} positions")
+    layers = teacher["num_layers"]
+    if isinstance(layers, int) and not -(layers + 1) <= config.pooling.layer <= layers:  # hidden_states: embeddings + each layer
+        raise ConfigError(f"--layer {config.pooling.layer} is out of range: the teacher has {layers} layers "
+                          f"(0 is the embeddings, {layers} or -1 the last layer)")
     if config.export_seed_layers:
         seed_layer_indices(teacher["num_layers"], config.export_seed_layers)  # fail before any work
     return {
         "teacher": teacher,
         "pooling": vars(config.pooling).copy(),
+        "precision": precision,  # bf16 and fp32 vectors differ: one cache is computed in one precision
         "vector": {"dim": teacher["hidden_size"], "dtype": config.dtype},
         "segmenter": SEGMENTER,
         "idf_source": idf_source,
@@ -187,13 +203,15 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 _INPUT_IDENTITY = ("name", "format", "id_field", "text_field", "target_field", "sha256")
 
 
-def _comparable(record: dict[str, Any], keys: Iterator[str] | dict[str, Any]) -> dict[str, Any]:
+def _comparable(record: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """The request part of a plan or manifest (input entries there also carry counts and paths)."""
-    picked = {key: record.get(key) for key in keys}
-    if "student_vocab" in picked and "student_vocab" not in record:  # made before the option: the teacher's tokens
+    picked = {key: record.get(key) for key in request}
+    if "student_vocab" not in record:  # made before the option: the teacher's tokens
         picked["student_vocab"] = "teacher"
-    if "export_token_vectors" in picked and "export_token_vectors" not in record:  # made when the key was token_vectors
+    if "export_token_vectors" not in record:  # made when the key was token_vectors
         picked["export_token_vectors"] = bool(record.get("token_vectors"))
+    if "precision" not in record:  # made before the plan named it: a manifest's run says it, a plan's nothing
+        picked["precision"] = (record.get("run") or {}).get("precision", request["precision"])
     picked["inputs"] = [{k: e[k] for k in _INPUT_IDENTITY if k in e} for e in picked.get("inputs") or []]
     return picked
 
@@ -221,6 +239,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None, added_tokens: li
             "format_version": FORMAT_VERSION,
             "teacher": {"architecture": teacher["architecture"], "files": teacher["files"]},
             "pooling": request["pooling"],
+            "precision": request["precision"],
             "vector": request["vector"],
             "segmenter": request["segmenter"],
             "idf": idf.content_sha256() if idf is not None else None,
@@ -232,23 +251,42 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None, added_tokens: li
 # ---------------------------------------------------------------- plan: one pass over the inputs
 
 
-_CACHE_NAMES = {IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SHARDS_DIR, SEED_DIR, TOKEN_VECTORS_FILE, LOCK_FILE}
+def _check_output(out: Path) -> None:
+    """Before anything is written or removed in out: it is new or empty, a distilcache cache or plan, or
+    holds only what an interrupted planning pass leaves (cache names, locks, this tool's temp names); and
+    it holds no symbolic link, which precompute would neither follow nor remove."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CacheError(f"--output {out} is not a directory")
+    names = sorted(p.name for p in out.iterdir())
+    planned = False
+    for marker in (MANIFEST_FILE, PLAN_FILE):
+        if marker in names:
+            check_format(read_json(out / marker), out / marker)  # someone else's manifest.json is not a cache
+            planned = True
+    unknown = [n for n in names if n not in CACHE_NAMES and not n.startswith(LOCK_FILE) and not is_own_tmp_name(n)]
+    if unknown and not planned:
+        raise CacheError(
+            f"{out} is not empty and holds no distilcache plan or manifest ({unknown[:5]}); "
+            "refusing to write or delete anything in it: choose an empty or new --output directory"
+        )
+    link = next(symlinks_under(out), None)
+    if link is not None:
+        raise CacheError(f"{link}: a symbolic link inside the cache {out}; a cache holds plain files only "
+                         "(precompute neither follows nor removes links): remove it and rerun")
 
 
 def _clear_unplanned(out: Path) -> None:
-    """Without a plan, the directory may only hold what an interrupted planning pass left."""
-    unknown = sorted(p.name for p in out.iterdir() if p.name not in _CACHE_NAMES and not p.name.startswith(LOCK_FILE))
+    """Without a plan, remove what an interrupted planning pass left (_check_output allowed only that)."""
     shards = out / SHARDS_DIR
-    if unknown or (shards.exists() and any(shards.iterdir())):
-        raise CacheError(
-            f"{out} is not empty and holds no distilcache plan or manifest ({unknown or 'shards/'}); "
-            "refusing to write into it: choose an empty or new --output directory"
-        )
-    for name in (IDF_FILE, REJECTED_FILE):
+    if shards.exists() and any(shards.iterdir()):
+        raise CacheError(f"{out} holds shards but no distilcache plan or manifest; refusing to write into it: "
+                         "choose an empty or new --output directory")
+    for name in (IDF_FILE, REJECTED_FILE, TOKEN_VECTORS_FILE, CARD_FILE):
         (out / name).unlink(missing_ok=True)
-    for name in (TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SEED_DIR):
+    for name in (TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SEED_DIR, PARTITIONS_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
-    (out / TOKEN_VECTORS_FILE).unlink(missing_ok=True)
 
 
 def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | None) -> tuple[dict[str, Counter], list[Rejection]]:
@@ -338,7 +376,7 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
 
 
 def _save_tokenizer(tokenizer, name: str, out: Path) -> dict[str, Any]:
-    tmp = out / f".tmp-{os.getpid()}-{name}"
+    tmp = out / f"{TMP_PREFIX}{os.getpid()}-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(str(tmp))
     try:
@@ -409,7 +447,7 @@ def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: 
     stored = vectors.astype(dtype)
     bad = np.flatnonzero(~np.isfinite(stored).all(axis=1))
     if len(bad):
-        raise ValueError(f"non-finite vectors for ids {[rows[i].id for i in bad[:5]]}; with --dtype float16 use --dtype float32")
+        raise ConfigError(f"non-finite vectors for ids {[rows[i].id for i in bad[:5]]}; with --dtype float16 use --dtype float32")
 
     def ragged(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
         offsets = np.concatenate(([0], np.cumsum([len(a) for a in arrays]))).astype(np.int32)
@@ -589,7 +627,27 @@ def precompute(config: PrecomputeConfig) -> dict[str, Any]:
         raise
 
 
+def _teacher_precision(config: PrecomputeConfig) -> str:
+    """The precision the teacher will compute in, resolved before any work: it is part of the plan."""
+    if config.engine == "ray":
+        from distilcache.precompute.ray_engine import actor_precision
+
+        return actor_precision(config)
+    return resolve_precision(config.precision, resolve_device(config.device))
+
+
+def _check_inputs_unchanged(config: PrecomputeConfig, request: dict[str, Any], out: Path) -> None:
+    """The rows were read twice (plan, teacher pass): a file changed meanwhile makes a cache that lies."""
+    changed = [f"{spec.path} (sha256 {planned['sha256'][:12]}… when planned, {now[:12]}… now)"
+               for spec, planned in zip(config.inputs, request["inputs"]) if (now := sha256_file(spec.path)) != planned["sha256"]]
+    if changed:
+        raise CacheError(f"input changed while precompute ran: {'; '.join(changed)}. Its rows in {out} cannot be trusted "
+                         f"and no manifest was written: delete {out} and rerun once the input no longer changes")
+
+
 def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
+    precision = _teacher_precision(config)
+    _check_output(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = f"{LOCK_FILE}-partition-{config.partition}" if config.partitioned else LOCK_FILE
     with CacheLock(out, lock):
@@ -598,7 +656,7 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
         for path in remove_stale_tmp_files(out, own):
             log.info("removed %s left by an interrupted run", path)
         idf_source, idf = _idf_source(config)
-        request = _request(config, idf_source)
+        request = _request(config, idf_source, precision)
         if (out / MANIFEST_FILE).exists():
             manifest = read_manifest(out)
             _check_same_request(request, manifest, out)
@@ -625,6 +683,7 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             run_info = run_teacher_ray(config, plan, idf, out)
         else:
             run_info = _run_teacher(config, plan, idf, out)
+        _check_inputs_unchanged(config, request, out)
         if not config.partitioned:
             return _finish(plan, run_info, out)
         partial = write_partial_manifest(out, plan, config.num_partitions, config.partition, run_info)

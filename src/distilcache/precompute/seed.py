@@ -3,6 +3,7 @@ transformer student can start from them without the teacher ever being loaded ag
 
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,7 @@ from typing import Any
 from torch import nn
 
 from distilcache.cache_format.hashing import sha256_file
-
-SEED_DIR = "seed"
+from distilcache.cache_format.layout import SEED_DIR, TMP_PREFIX
 
 
 def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
@@ -38,7 +38,7 @@ def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
     seed.encoder.layer = nn.ModuleList(seed.encoder.layer[i] for i in indices)
     seed.config.num_hidden_layers = keep
     seed.config.distilcache_seed_layers = indices  # recorded in config.json: which teacher layers these are
-    tmp = cache_dir / f".tmp-{SEED_DIR}"
+    tmp = cache_dir / f"{TMP_PREFIX}{os.getpid()}-{SEED_DIR}"
     shutil.rmtree(tmp, ignore_errors=True)
     seed.save_pretrained(str(tmp))
     tmp.rename(cache_dir / SEED_DIR)

@@ -7,22 +7,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from distilcache import hf_local
+from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.devices import autocast
 from distilcache.precompute.pooling import pool
 from distilcache.precompute.prepare import Batch
 
-TOKENIZER_FILES = {
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-}
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-class TeacherError(ValueError):
-    pass
+class TeacherError(ConfigError):
+    """--teacher is not a directory distilcache can run."""
 
 
 def _config(teacher_dir: Path) -> dict[str, Any]:
@@ -37,10 +35,11 @@ def describe_teacher(teacher_dir: Path, name: str | None = None) -> dict[str, An
     (config, weights, tokenizer). `name` defaults to the directory's name."""
     teacher_dir = Path(teacher_dir)
     config = _config(teacher_dir)
+    hf_local.check_no_shipped_code(teacher_dir)  # before any work, not when the tokenizer loads
     weight_files = sorted({p for pattern in WEIGHT_PATTERNS for p in teacher_dir.glob(pattern)})
     if not weight_files:
         raise TeacherError(f"{teacher_dir}: no weight files (*.safetensors or pytorch_model*.bin)")
-    tokenizer_files = sorted(p for p in teacher_dir.iterdir() if p.name in TOKENIZER_FILES)
+    tokenizer_files = sorted(p for p in teacher_dir.iterdir() if p.name in hf_local.TOKENIZER_FILES)
     files = {p.name: sha256_file(p) for p in [teacher_dir / "config.json", *weight_files, *tokenizer_files]}
     return {
         "name": name or teacher_dir.resolve().name,
@@ -54,15 +53,14 @@ def describe_teacher(teacher_dir: Path, name: str | None = None) -> dict[str, An
 
 
 def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir), local_files_only=True)
+    tokenizer = hf_local.load_tokenizer(teacher_dir)
     if not tokenizer.is_fast:
         raise TeacherError(f"{teacher_dir}: its tokenizer has no fast (Rust) version, which IDF pooling needs for offsets")
     return tokenizer
 
 
 def load_model(teacher_dir: Path, device: torch.device) -> torch.nn.Module:
-    model = AutoModel.from_pretrained(str(teacher_dir), local_files_only=True)
-    return model.to(device).eval()
+    return hf_local.load_model(teacher_dir).to(device).eval()
 
 
 def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:

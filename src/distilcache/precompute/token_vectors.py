@@ -11,7 +11,6 @@ from transformers import PreTrainedTokenizerBase
 from distilcache.devices import autocast
 from distilcache.precompute.teacher import forward_layer
 
-TOKEN_VECTORS_FILE = "token_vectors.parquet"
 METHOD = "teacher output at the token's position for the input [CLS] token [SEP], at the pooling layer"
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from distilcache.cache_format import Cache
+from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
@@ -44,7 +44,7 @@ def load_rows(cache: Cache) -> CacheRows:
     offsets, token_ids = _flat_list(table["token_ids"])
     weight_offsets, weights = _flat_list(table["weights"])
     if not np.array_equal(offsets, weight_offsets):
-        raise ValueError(f"{cache.path}: token_ids and weights are not aligned")
+        raise CacheError(f"{cache.path}: token_ids and weights are not aligned")
     vectors = vector_array(table["vector"], cache.dim)
     return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
 
@@ -91,9 +91,9 @@ def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rn
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Iterator[tuple[PaddedBatch, torch.Tensor]]:
-    """(padded inputs, float32 teacher vectors) per batch."""
+def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Iterator[tuple[np.ndarray, PaddedBatch, torch.Tensor]]:
+    """(the batch's row indices, padded inputs, float32 teacher vectors) per batch."""
     lengths = rows.lengths
     for members in batches:
         targets = torch.from_numpy(rows.vectors[members].astype(np.float32))
-        yield pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), targets
+        yield members, pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), targets

@@ -4,6 +4,8 @@ Each epoch draws its order and its dropout noise from (seed, epoch) alone, so a 
 from the checkpoint of epoch k continues exactly as an uninterrupted run would.
 """
 
+import errno
+import io
 import json
 import logging
 import math
@@ -16,15 +18,17 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
-from distilcache.cache_format import IDF_FILE, open_cache
+from distilcache import hf_local
+from distilcache.cache_format import CacheError, CacheLock, open_cache
+from distilcache.cache_format.errors import ConfigError, DistilcacheError
 from distilcache.cache_format.hashing import sha256_json
 from distilcache.cache_format.reader import vector_array
+from distilcache.cache_format.split import split_by_id
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
-from distilcache.cache_format.split import split_by_id
 from distilcache.train.data import iter_batches, length_grouped, load_rows
 from distilcache.train.losses import LOSSES, distillation_loss, similarity_matrix_loss
 from distilcache.train.models import StudentConfig, StudentModel, build_student, seed_config
@@ -86,28 +90,49 @@ class TrainConfig:
     resume: bool = False
 
     def validate(self) -> None:
+        """Refuse, before any work, options that cannot give a student."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        for name in ("layers", "hidden", "embedding_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
+                   "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
+                   "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
+                   "temperature": self.temperature, "val_fraction": self.val_fraction}
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
+            raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
         if self.student not in ("bilstm", "transformer"):
-            raise ValueError(f"--student must be bilstm or transformer, got {self.student!r}")
+            raise ConfigError(f"--student must be bilstm or transformer, got {self.student!r}")
         if self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+            raise ConfigError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.preset != "default" and self.student != "bilstm":
-            raise ValueError(f"--preset {self.preset} sizes a BiLSTM; it does not apply to --student {self.student}")
+            raise ConfigError(f"--preset {self.preset} sizes a BiLSTM; it does not apply to --student {self.student}")
         if self.init not in ("auto", "random", "seed", "token-vectors"):
-            raise ValueError(f"--init must be auto, random, seed or token-vectors, got {self.init!r}")
+            raise ConfigError(f"--init must be auto, random, seed or token-vectors, got {self.init!r}")
         if (self.init == "seed" and self.student != "transformer") or (self.init == "token-vectors" and self.student != "bilstm"):
-            raise ValueError("--init seed applies to --student transformer, --init token-vectors to --student bilstm")
+            raise ConfigError("--init seed applies to --student transformer, --init token-vectors to --student bilstm")
         if self.pooling not in ("cache", "mean"):
-            raise ValueError("--pooling must be cache or mean")
+            raise ConfigError("--pooling must be cache or mean")
         if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {LOSSES}")
+            raise ConfigError(f"--loss must be one of {LOSSES}")
         if self.schedule not in ("linear", "cosine"):
-            raise ValueError("--schedule must be linear or cosine")
+            raise ConfigError("--schedule must be linear or cosine")
         if not 0 < self.val_fraction < 1:
-            raise ValueError("--val-fraction must be between 0 and 1")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("--epochs and --batch-size must be >= 1")
-        if self.embedding_lr_scale < 0:
-            raise ValueError("--embedding-lr-scale must be >= 0")
+            raise ConfigError("--val-fraction must be between 0 and 1")
 
     def with_defaults(self, teacher_dim: int) -> "TrainConfig":
         """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
@@ -128,7 +153,7 @@ def _resolve_init(config: TrainConfig, manifest: dict[str, Any]) -> str:
     if config.init != "auto":
         needed = {"seed": ("seed", "--export-seed-layers K"), "token-vectors": ("token_vectors", "token vectors (the default)")}
         if config.init in needed and not manifest.get(needed[config.init][0]):
-            raise ValueError(f"--init {config.init}: the cache holds no {config.init}; precompute with {needed[config.init][1]}")
+            raise ConfigError(f"--init {config.init}: the cache holds no {config.init}; precompute with {needed[config.init][1]}")
         return config.init
     if config.student == "bilstm":
         return "token-vectors" if manifest.get("token_vectors") else "random"
@@ -141,7 +166,7 @@ def _load_token_vectors(cache, vocab_size: int, unk_id: int | None) -> np.ndarra
     """The teacher's static vector per token; tokens the student tokenizer added (characters the
     teacher reads as [UNK]) start from the [UNK] vector: what the teacher made of them."""
     column = cache.manifest["token_vectors"]
-    table = pq.read_table(cache.path / column["file"])
+    table = pq.read_table(cache.token_vectors_path)
     vectors = vector_array(table["vector"], column["dim"]).astype(np.float32)
     added = vocab_size - len(vectors)
     if added > 0:
@@ -152,7 +177,7 @@ def _load_token_vectors(cache, vocab_size: int, unk_id: int | None) -> np.ndarra
 def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int, unk_id: int | None) -> StudentModel:
     dim, max_length = cache.dim, cache.manifest["pooling"]["max_length"]
     if init == "seed":
-        seed_dir = cache.path / cache.manifest["seed"]["dir"]
+        seed_dir = cache.seed_dir
         seed = seed_config(seed_dir)
         student = StudentConfig("transformer", max(vocab_size, seed.vocab_size), dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
                                 num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout,
@@ -202,23 +227,40 @@ def _lr_lambda(total_steps: int, warmup: float, schedule: str):
     return factor
 
 
+class TrainingError(DistilcacheError):
+    """A training run that cannot produce its student."""
+
+
+def _check_finite(loss: torch.Tensor, rows, members: np.ndarray, epoch: int, where: str) -> None:
+    if not torch.isfinite(loss):
+        ids = [rows.ids[i] for i in members[:5]]
+        raise TrainingError(f"epoch {epoch}: the {where} loss is {loss.item()} on the batch of rows {ids}"
+                            f"{' and more' if len(members) > 5 else ''}: a non-finite teacher vector (`distilcache verify` "
+                            "the cache) or a diverging student (lower --lr)")
+
+
 @torch.no_grad()
-def evaluate(model: StudentModel, rows, batches, pad_id: int, config: TrainConfig, device: torch.device, precision: str) -> dict[str, float]:
+def measure_held_out(model: StudentModel, rows, batches, pad_id: int, config: TrainConfig, device: torch.device, precision: str,
+                     epoch: int) -> dict[str, float]:
     """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given rows."""
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
-    for inputs, targets in iter_batches(rows, batches, pad_id):
+    for members, inputs, targets in iter_batches(rows, batches, pad_id):
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-        loss_sum += _loss(predicted, targets, config).item() * len(targets)
+        loss = _loss(predicted, targets, config)
+        _check_finite(loss, rows, members, epoch, "held-out")
+        loss_sum += loss.item() * len(targets)
         cosine_sum += torch.nn.functional.cosine_similarity(predicted, targets, dim=-1).sum().item()
         count += len(targets)
     return {"loss": loss_sum / max(count, 1), "fidelity": cosine_sum / max(count, 1)}
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()  # serialised first: torch.save on a full disk fails with an opaque message
+    torch.save(state, buffer)
+    write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def _write_log(output: Path, history: list[dict[str, Any]]) -> None:
@@ -233,19 +275,38 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train a student on config.cache into config.output; returns the summary."""
     config.validate()
     cache = open_cache(config.cache)
+    if cache.num_rows == 0:
+        raise CacheError(f"{cache.path} holds no rows: there is nothing to train on")
     config = config.with_defaults(cache.dim)
+    output = config.output
+    if (output / CHECKPOINT_FILE).exists() and not config.resume:
+        raise FileExistsError(f"{output} already holds a training run; pass --resume to continue it or choose another --output")
+    if config.resume and not (output / CHECKPOINT_FILE).exists():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT_FILE} in {output}")
+    with CacheLock(output):  # a second run into the same directory is refused
+        try:
+            return _train(config, cache)
+        except (OSError, RuntimeError, SafetensorError) as error:
+            if not _is_write_failure(error):
+                raise
+            raise TrainingError(f"cannot write into {output}: {error}. The last complete student and checkpoint there are "
+                                "kept: free space (or make it writable) and rerun with --resume") from error
+
+
+def _is_write_failure(error: Exception) -> bool:
+    """A full, read-only or forbidden output (what safetensors and torch report as text, OSError by errno)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+    return any(f"os error {code}" in str(error) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES))
+
+
+def _train(config: TrainConfig, cache) -> dict[str, Any]:
     identity = _cache_identity(cache)
     output = config.output
     checkpoint_path = output / CHECKPOINT_FILE
-    if checkpoint_path.exists() and not config.resume:
-        raise FileExistsError(f"{output} already holds a training run; pass --resume to continue it or choose another --output")
-    if config.resume and not checkpoint_path.exists():
-        raise FileNotFoundError(f"--resume: no {CHECKPOINT_FILE} in {output}")
-    output.mkdir(parents=True, exist_ok=True)
-
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device, training=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(cache.student_tokenizer_dir), local_files_only=True)
+    tokenizer = hf_local.load_tokenizer(cache.student_tokenizer_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     init = _resolve_init(config, cache.manifest)
 
@@ -254,7 +315,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(f"{len(rows)} rows split into {len(train_idx)} train / {len(val_idx)} held-out: adjust --val-fraction")
+        raise ConfigError(f"{len(rows)} rows split into {len(train_idx)} train / {len(val_idx)} held-out: adjust --val-fraction")
     lengths = np.maximum(rows.lengths, 1)
     val_batches = length_grouped(val_idx, lengths, config.batch_size, rng=None)
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
@@ -273,14 +334,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
             expected = identity if key == "cache" else config.settings()
             if checkpoint[key] != expected:
                 fields = sorted(k for k in expected.keys() | checkpoint[key].keys() if expected.get(k) != checkpoint[key].get(k))
-                raise ValueError(f"--resume: the {label} differ from the checkpoint's in {fields}; resume with the same ones or start a new --output")
+                raise ConfigError(f"--resume: the {label} differ from the checkpoint's in {fields}; resume with the same ones or start a new --output")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = checkpoint["state"]
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
-        untrained = evaluate(model, rows, val_batches, pad_id, config, device, precision)
+        untrained = measure_held_out(model, rows, val_batches, pad_id, config, device, precision, epoch=0)
         state["untrained_fidelity"] = untrained["fidelity"]
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
@@ -291,7 +352,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "cache": identity | {"path": str(cache.path.resolve())},
         "training": config.settings() | {"lr": lr, "init": init},
     }
-    idf_file = cache.path / IDF_FILE if cache.manifest["idf"] else None
     params = sum(p.numel() for p in model.parameters())
     log.info("%s student (init %s), %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, init, params,
              len(train_idx), len(val_idx), precision, device)
@@ -304,21 +364,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
-            for inputs, targets in iter_batches(rows, batches, pad_id):
+            for members, inputs, targets in iter_batches(rows, batches, pad_id):
                 inputs, targets = inputs.to(device), targets.to(device)
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
                 loss = _loss(predicted, targets, config)
+                _check_finite(loss, rows, members, epoch, "training")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.item() * len(targets)
                 seen += len(targets)
                 bar.update(len(targets))
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        held_out = evaluate(model, rows, val_batches, pad_id, config, device, precision)
+        held_out = measure_held_out(model, rows, val_batches, pad_id, config, device, precision, epoch)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": held_out["loss"], "val_fidelity": held_out["fidelity"],
                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}
@@ -327,7 +389,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         state["epoch"] = epoch
         if held_out["fidelity"] > state["best_fidelity"]:
             state |= {"best_fidelity": held_out["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
-            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]}, cache.student_tokenizer_dir, idf_file)
+            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]},
+                         cache.student_tokenizer_files, cache.idf_path)
         else:
             state["bad_epochs"] += 1
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -337,9 +400,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if state["bad_epochs"] >= config.patience:
             log.info("early stop: no better held-out fidelity for %d epochs", config.patience)
 
+    if state["best_epoch"] == 0:
+        raise TrainingError(f"no epoch produced a student in {output} (held-out fidelity {state['best_fidelity']})")
     summary = {"student": student_config.kind, "parameters": params, "train_rows": int(len(train_idx)),
                "val_rows": int(len(val_idx)), "untrained_fidelity": state["untrained_fidelity"],
                "best_epoch": state["best_epoch"], "best_val_fidelity": state["best_fidelity"],
                "epochs_run": state["epoch"], "history": state["history"]}
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(summary, indent=2) + "\n", output / SUMMARY_FILE)
     return summary

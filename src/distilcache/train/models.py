@@ -1,13 +1,17 @@
 """Student models: an encoder over teacher token ids, the teacher's weighted pooling, a projection to its dim."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, BertConfig
+from transformers import AutoModel, BertConfig
+
+from distilcache import hf_local
+
+_MAX_SIZE = 1 << 31  # any size field; the real check is against the weights files (persistence._check_shapes)
 
 
 @dataclass
@@ -27,6 +31,28 @@ class StudentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "StudentConfig":
+        """From a student's JSON (untrusted): known fields only, each of its type and in range."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}")
+        for name, value in values.items():
+            kind = known[name].type
+            if not isinstance(value, (int, float) if kind is float else kind) or (kind in (int, float) and isinstance(value, bool)):
+                raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}")
+        config = cls(**values)
+        if config.kind not in ("bilstm", "transformer"):
+            raise ValueError(f"kind must be bilstm or transformer, got {config.kind!r}")
+        sizes = ("vocab_size", "output_dim", "hidden_size", "num_layers", "embedding_dim", "num_heads", "max_positions")
+        for name in sizes:
+            if not 1 <= getattr(config, name) <= _MAX_SIZE:
+                raise ValueError(f"{name} must be between 1 and {_MAX_SIZE}, got {getattr(config, name)}")
+        if not 0 <= config.pad_id < config.vocab_size or not 0 <= config.dropout < 1:
+            raise ValueError(f"pad_id must be a token id and dropout in [0, 1), got {config.pad_id} and {config.dropout}")
+        return config
 
 
 class BiLSTMEncoder(nn.Module):
@@ -67,8 +93,13 @@ class TransformerEncoder(nn.Module):
         return cls(AutoModel.from_config(bert))
 
     @classmethod
+    def from_config(cls, config: Any) -> "TransformerEncoder":
+        """Untrained, from a Hugging Face config (on the meta device, a model of shapes only)."""
+        return cls(AutoModel.from_config(config))
+
+    @classmethod
     def load(cls, directory: Path) -> "TransformerEncoder":
-        return cls(AutoModel.from_pretrained(str(directory), local_files_only=True))
+        return cls(hf_local.load_model(directory, use_safetensors=True))
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (torch.arange(token_ids.shape[1], device=token_ids.device)[None, :] < lengths[:, None]).long()
@@ -150,4 +181,4 @@ def _start_from_token_vectors(model: StudentModel, token_vectors: np.ndarray) ->
 
 
 def seed_config(seed_dir: Path) -> Any:
-    return AutoConfig.from_pretrained(str(seed_dir), local_files_only=True)
+    return hf_local.load_config(seed_dir)

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from distilcache.cache_format.errors import DataFileError
 
 from distilcache.weighting.segment import pieces, segment, segment_piece
 
@@ -98,14 +101,22 @@ class IdfTable:
     def from_arrow(cls, table: pa.Table, source: str = "table") -> "IdfTable":
         metadata = table.schema.metadata or {}
         if _N_KEY not in metadata:
-            raise ValueError(f"{source}: IDF table lacks the '{_N_KEY.decode()}' schema metadata")
-        for column in ("word", "df"):
-            if column not in table.column_names:
-                raise ValueError(f"{source}: IDF table has no '{column}' column")
-        words = table["word"].to_pylist()
-        dfs = table["df"].to_pylist()
-        return cls(num_documents=int(metadata[_N_KEY]), df=Counter(dict(zip(words, dfs))))
+            raise DataFileError(f"{source}: IDF table lacks the '{_N_KEY.decode()}' schema metadata")
+        for column, kind, what in (("word", pa.types.is_string, "strings"), ("df", pa.types.is_integer, "integers")):
+            if column not in table.column_names or not kind(table.schema.field(column).type):
+                raise DataFileError(f"{source}: IDF table has no '{column}' column of {what}")
+        text = metadata[_N_KEY].decode(errors="replace")
+        num_documents = int(text) if text.isdigit() else -1
+        dfs = table["df"]
+        if num_documents < 0 or table["word"].null_count or dfs.null_count or (
+                len(dfs) and not 0 <= pc.min(dfs).as_py() <= pc.max(dfs).as_py() <= num_documents):
+            raise DataFileError(f"{source}: IDF table is inconsistent (N={text!r}; every word needs a df between 0 and N)")
+        return cls(num_documents=num_documents, df=Counter(dict(zip(table["word"].to_pylist(), dfs.to_pylist()))))
 
     @classmethod
     def load(cls, path: str | Path) -> "IdfTable":
-        return cls.from_arrow(pq.read_table(path), source=str(path))
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataFileError(f"{path}: not a readable IDF table (Parquet): {exc}") from None
+        return cls.from_arrow(table, source=str(path))

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from tokenizers import Encoding
     from transformers import PreTrainedTokenizerBase
 
+# A text is cut to this many characters per token of max_length before it is tokenised: the tokenizer
+# keeps every overflow window of a long text, so its memory grows with the whole text, not the kept part.
+# A token covers a few characters; this leaves room for whitespace and long words.
+CHARS_PER_TOKEN = 8
+
 
 @dataclass
 class WeightedTokens:
@@ -33,6 +38,7 @@ class WeightedBatch:
     token_ids: np.ndarray  # int32, the non-special tokens
     weights: np.ndarray  # float32 aligned with token_ids; each text's sum to 1
     counts: np.ndarray  # int64, non-special tokens per text
+    truncated: np.ndarray  # bool per text: cut to max_length tokens (or first to max_length * CHARS_PER_TOKEN characters)
 
     @property
     def starts(self) -> np.ndarray:
@@ -47,12 +53,18 @@ def weighted_batch(
     The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
     if not texts:  # the tokenizer fails on an empty batch
         empty = np.zeros(0, dtype=np.int64)
-        return WeightedBatch([], empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty)
+        return WeightedBatch([], empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty,
+                             empty.astype(bool))
+    limit = max_length * CHARS_PER_TOKEN
+    cut = np.fromiter((len(text) > limit for text in texts), dtype=bool, count=len(texts))
+    if cut.any():
+        texts = [text[:limit] for text in texts]
     # the Rust tokenizer itself: what tokenizer(...) runs, without converting every field to Python lists
     backend = tokenizer.backend_tokenizer
     backend.no_padding()
     backend.enable_truncation(max_length)
     encodings = backend.encode_batch(texts)
+    truncated = cut | np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(encodings))
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     total = int(lengths.sum())
     ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
@@ -69,7 +81,7 @@ def weighted_batch(
         weights = spans_weights(char_w + smoothing, spans, counts)
     else:
         weights = (1.0 / np.maximum(counts, 1))[text_of_token[content]].astype(np.float32)
-    return WeightedBatch(encodings, lengths, content, ids[content], weights, counts)
+    return WeightedBatch(encodings, lengths, content, ids[content], weights, counts, truncated)
 
 
 def weighted_tokens(
@@ -79,8 +91,8 @@ def weighted_tokens(
     batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing)
     token_starts = np.concatenate(([0], np.cumsum(batch.lengths))).astype(np.int64)
     result = []
-    for encoding, start, end, content_start, count in zip(
-        batch.encodings, token_starts[:-1], token_starts[1:], batch.starts, batch.counts
+    for encoding, start, end, content_start, count, truncated in zip(
+        batch.encodings, token_starts[:-1], token_starts[1:], batch.starts, batch.counts, batch.truncated
     ):
         result.append(
             WeightedTokens(
@@ -88,7 +100,7 @@ def weighted_tokens(
                 content_positions=np.flatnonzero(batch.content[start:end]),
                 token_ids=batch.token_ids[content_start : content_start + count],
                 weights=batch.weights[content_start : content_start + count],
-                truncated=len(encoding.overflowing) > 0,
+                truncated=bool(truncated),
             )
         )
     return result
