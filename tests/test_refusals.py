@@ -106,7 +106,8 @@ def _poison_one_vector(cache: Path) -> str:
     table = pq.read_table(path)
     vectors = np.stack(table["vector"].to_numpy(zero_copy_only=False)).astype(np.float16)
     vectors[7, 3] = np.nan
-    table = table.set_column(table.schema.get_field_index("vector"), "vector",
+    index = table.schema.get_field_index("vector")
+    table = table.set_column(index, table.schema.field(index),
                              pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]))
     pq.write_table(table, path, compression="zstd")
     _edit_json(cache / "manifest.json", lambda m: m["shards"][1].update(sha256=sha256_file(path), bytes=path.stat().st_size))

@@ -110,7 +110,8 @@ class Cache:
 
 
 def open_cache(path: str | Path, verify: bool = True) -> Cache:
-    """Open a complete cache. verify=True checks every checksum first (reads every byte once);
+    """Open a complete cache. verify=True checks every checksum first (reads every byte once, decodes
+    none: `verify_cache` also checks the rows);
     verify=False trusts the checksums and only reads what is asked for (the manifest's names are
     checked either way). A URI (s3://...) is pulled into its local mirror first (unchanged files
     are not fetched again)."""
@@ -121,7 +122,7 @@ def open_cache(path: str | Path, verify: bool = True) -> Cache:
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
-        problems = verify_cache(path, check_ids=False)
+        problems = verify_cache(path, check_rows=False)
     else:
         try:
             problems = name_problems(manifest)

@@ -97,12 +97,12 @@ def _check_shard(cache_dir: Path, entry: dict[str, Any], manifest: dict[str, Any
         expected = expected.remove(expected.get_field_index("target_text"))
     if [(f.name, f.type) for f in actual] != [(f.name, f.type) for f in expected]:
         problems.append(Problem(name, f"schema differs from cache-format v1: {actual} != {expected}"))
-        return problems
-    return problems + _nonfinite_vectors(parquet, name)
+    return problems
 
 
-def _nonfinite_vectors(parquet: pq.ParquetFile, name: str) -> list[Problem]:
+def _nonfinite_vectors(cache_dir: Path, name: str) -> list[Problem]:
     """A NaN or infinite teacher vector would turn every training loss into NaN: name its first row."""
+    parquet = pq.ParquetFile(cache_dir / name)
     row = 0
     for group in range(parquet.metadata.num_row_groups):
         column = parquet.read_row_group(group, columns=["vector"])["vector"].combine_chunks()
@@ -163,9 +163,12 @@ def _check_dirs(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _check_unique_ids(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem]:
+def _check_rows(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem]:
+    """Every row read: unique, non-null ids and finite vectors."""
     seen: set[str] = set()
     for entry in manifest["shards"]:
+        if problems := _nonfinite_vectors(cache_dir, entry["file"]):
+            return problems
         ids = pq.read_table(cache_dir / entry["file"], columns=["id"])["id"]
         for value in ids.to_pylist():
             if value in seen:
@@ -176,14 +179,15 @@ def _check_unique_ids(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem
     return []
 
 
-def verify_cache(cache_dir: str | Path, check_ids: bool = True) -> list[Problem]:
-    """All problems found in the cache; an empty list means it matches its manifest. A URI
+def verify_cache(cache_dir: str | Path, check_rows: bool = True) -> list[Problem]:
+    """All problems found in the cache; an empty list means it matches its manifest. check_rows also
+    decodes every row (unique ids, finite vectors), which costs more than the checksums. A URI
     (s3://...) is downloaded whole into a fresh temporary directory: the remote bytes are checked,
     not a mirror's."""
     if is_remote(cache_dir):
         with tempfile.TemporaryDirectory(prefix="distilcache-verify-") as tmp:
             Remote.parse(str(cache_dir)).pull(Path(tmp))
-            return verify_cache(Path(tmp), check_ids)
+            return verify_cache(Path(tmp), check_rows)
     cache_dir = Path(cache_dir)
     try:
         manifest = read_manifest(cache_dir)
@@ -206,8 +210,8 @@ def verify_cache(cache_dir: str | Path, check_ids: bool = True) -> list[Problem]
         if manifest["rejected"]["file"] not in broken:
             problems += _check_rejected(cache_dir, manifest)
         problems += _unknown_files(cache_dir, {name for _, name, _ in files})
-        if check_ids and not problems:
-            problems += _check_unique_ids(cache_dir, manifest)
+        if check_rows and not problems:
+            problems += _check_rows(cache_dir, manifest)
     except (KeyError, TypeError, AttributeError) as exc:
         problems = [Problem(MANIFEST_FILE, f"missing or malformed field {exc}")]
     return problems

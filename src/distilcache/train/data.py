@@ -30,6 +30,11 @@ class CacheRows:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def nonfinite(self, chunk: int = 1 << 16) -> np.ndarray:
+        """Indices of the rows whose teacher vector holds a NaN or an infinity (in chunks: no full-size mask)."""
+        return np.concatenate([start + np.flatnonzero(~np.isfinite(self.vectors[start : start + chunk]).all(axis=1))
+                               for start in range(0, len(self), chunk)] or [np.zeros(0, dtype=np.int64)])
+
 
 def _flat_list(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     array = column.combine_chunks()

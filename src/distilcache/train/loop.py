@@ -311,6 +311,10 @@ def _train(config: TrainConfig, cache) -> dict[str, Any]:
     init = _resolve_init(config, cache.manifest)
 
     rows = load_rows(cache)
+    bad = rows.nonfinite()
+    if len(bad):  # checksums cannot tell: a NaN computed before the manifest was written verifies
+        raise CacheError(f"{cache.path}: {len(bad)} row(s) have a non-finite teacher vector, e.g. ids "
+                         f"{[rows.ids[i] for i in bad[:5]]}; `distilcache verify` lists the first of each shard")
     if config.pooling == "mean":  # the student ignores the cached IDF weights
         rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
