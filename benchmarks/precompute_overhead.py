@@ -30,10 +30,10 @@ import torch
 import transformers
 
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
-from distilcache.precompute.prepare import length_sorted_batches, prepare_rows
-from distilcache.precompute.inputs import Record
+from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
+from distilcache.inputs import Record
 from distilcache.devices import autocast, resolve_device, resolve_precision
-from distilcache.precompute.teacher import load_model, load_tokenizer
+from distilcache.teacher.model import load_model, load_tokenizer
 from distilcache.precompute.token_vectors import compute_token_vectors
 from distilcache.weighting import IdfTable
 

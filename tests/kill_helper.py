@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from distilcache.cache_format import writer
 from distilcache.cli import main
 from distilcache.precompute import run
-from distilcache.train import loop, persistence
+from distilcache.student import directory
+from distilcache.train import loop
 from distilcache.weighting import IdfTable
 
 point, count, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -57,27 +58,27 @@ elif point == "after-rename":
 
     run.write_shard = write_shard
 elif point == "manifest":
-    real_publish = writer.publish
+    real_move = writer.move_into_place
 
-    def publish(tmp, path):
+    def move_into_place(tmp, path):
         if path.name == "manifest.json":
             die()
-        real_publish(tmp, path)
+        real_move(tmp, path)
 
-    writer.publish = publish
+    writer.move_into_place = move_into_place
 elif point == "student-rename":
-    real_save, real_publish, saves = loop.save_student, persistence.publish, []
+    real_save, real_move, saves = loop.save_student, directory.move_into_place, []
 
     def save_student(*args, **kwargs):
         saves.append(1)
         return real_save(*args, **kwargs)
 
-    def publish(tmp, path):
-        real_publish(tmp, path)
+    def move_into_place(tmp, path):
+        real_move(tmp, path)
         if len(saves) == count:
             die()
 
-    loop.save_student, persistence.publish = save_student, publish
+    loop.save_student, directory.move_into_place = save_student, move_into_place
 elif point != "none":
     raise SystemExit(f"unknown kill point {point!r}")
 

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 from conftest import CORPUS
 from distilcache import open_cache
 from distilcache.precompute import InputError, InputSpec, PrecomputeConfig, precompute
-from distilcache.precompute.inputs import Record, Rejection, iter_input
+from distilcache.inputs import Record, Rejection, iter_input
 from distilcache.weighting import IdfTable, weighted_tokens
 
 NASTY = [

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distilcache.precompute.inputs import InputError, InputSpec, Record, Rejection, iter_corpus, iter_input
+from distilcache.inputs import InputError, InputSpec, Record, Rejection, iter_corpus, iter_input
 
 
 def _items(spec: InputSpec) -> list[Record | Rejection]:

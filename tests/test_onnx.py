@@ -9,12 +9,12 @@ import torch
 
 from conftest import make_teacher, recombined_sentences, write_lines
 from distilcache.cli import main as cli
-from distilcache.onnx_export import exportable
+from distilcache.student.onnx import exportable
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
-from distilcache.train.data import pad_rows
-from distilcache.train.persistence import ONNX_FILE
+from distilcache.student.model import pad_rows
+from distilcache.student.directory import ONNX_FILE
 
 pytest.importorskip("onnxruntime")
 

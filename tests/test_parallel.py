@@ -16,7 +16,7 @@ from distilcache.evaluate.encoders import TeacherEncoder
 from distilcache.evaluate.metrics import paired_cosine
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute.idf_pass import compute_idf
-from distilcache.precompute.inputs import InputError, Record, Rejection, iter_input
+from distilcache.inputs import InputError, Record, Rejection, iter_input
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.weighting import IdfTable, weighted_tokens
@@ -124,15 +124,15 @@ def test_all_unknown_and_empty_texts_get_finite_vectors_and_similarities(paralle
 
 def test_tsv_and_jsonl_targets_are_read_checked_and_counted(tmp_path):
     rows = list(iter_input(InputSpec(_write_pairs(tmp_path / "pairs.tsv"), "id", "zh", "en")))
-    assert [r.target for r in rows] == [en or None for _, _, en in PAIRS]
+    assert [r.target_text for r in rows] == [en or None for _, _, en in PAIRS]
     assert rows[0].documents == (PAIRS[0][1], PAIRS[0][2]) and rows[3].documents == (PAIRS[3][1],)
 
     jsonl = tmp_path / "pairs.jsonl"
     jsonl.write_text('{"id": "a", "zh": "猫", "en": "cat"}\n{"id": "b", "zh": "狗", "en": 7}\n{"id": "c", "zh": "鱼"}\n')
     rows = list(iter_input(InputSpec(jsonl, "id", "zh", "en")))
-    assert isinstance(rows[0], Record) and rows[0].target == "cat"
+    assert isinstance(rows[0], Record) and rows[0].target_text == "cat"
     assert isinstance(rows[1], Rejection) and rows[1].reason == "bad_type" and "'en'" in rows[1].detail
-    assert isinstance(rows[2], Record) and rows[2].target is None
+    assert isinstance(rows[2], Record) and rows[2].target_text is None
 
     with pytest.raises(InputError, match="no column"):
         list(iter_input(InputSpec(_write_pairs(tmp_path / "other.tsv"), "id", "zh", "english")))

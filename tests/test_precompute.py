@@ -216,10 +216,9 @@ def test_shards_are_zstd_parquet_with_the_v1_schema(teacher_dir, corpus, tmp_pat
     assert vector_type.value_type == pa.float16() and vector_type.list_size == 64
 
 
-def test_a_shard_prepared_in_several_windows_equals_one_prepared_at_once(teacher_dir, corpus, tmp_path, monkeypatch):
+def test_a_shard_prepared_in_several_windows_equals_one_prepared_at_once(teacher_dir, corpus, tmp_path):
     precompute(_config(teacher_dir, [corpus], tmp_path / "one", batch_size=2))
-    monkeypatch.setattr(run_module, "SORT_WINDOW", 3)
-    precompute(_config(teacher_dir, [corpus], tmp_path / "windows", batch_size=2))
+    precompute(_config(teacher_dir, [corpus], tmp_path / "windows", batch_size=2, sort_window=3))
     one, windows = open_cache(tmp_path / "one"), open_cache(tmp_path / "windows")
     assert one.table(["id", "token_ids", "weights"]).equals(windows.table(["id", "token_ids", "weights"]))
     np.testing.assert_allclose(one.vectors(), windows.vectors(), atol=2e-3)

@@ -11,7 +11,6 @@ from conftest import make_teacher, recombined_sentences, record_shard_writes, wr
 from distilcache import open_cache, verify_cache
 from distilcache.cli import main
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
-from distilcache.precompute import run as run_module
 
 ray = pytest.importorskip("ray")
 from distilcache.precompute import ray_engine  # needs ray
@@ -28,21 +27,14 @@ def world(tmp_path_factory) -> dict:
     teacher = make_teacher(root / "teacher", texts=LINES)
     inputs = [write_lines(root / "a.txt", LINES[:180] + [""]), write_lines(root / "b.txt", LINES[180:])]
     local = root / "local"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "SORT_WINDOW", WINDOW)
-        precompute(_config(teacher, inputs, local, engine="local"))
+    precompute(_config(teacher, inputs, local, engine="local"))
     yield {"teacher": teacher, "inputs": inputs, "local": local}
     ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def small_windows(monkeypatch):
-    monkeypatch.setattr(run_module, "SORT_WINDOW", WINDOW)  # the driver cuts the windows: actors need no patch
-
-
 def _config(teacher: Path, inputs: list[Path], out: Path, engine: str = "ray", workers: int = 2) -> PrecomputeConfig:
     return PrecomputeConfig(teacher=teacher, inputs=[InputSpec(p) for p in inputs], output=out, device="cpu",
-                            shard_size=64, batch_size=8, export_seed_layers=1, engine=engine, ray_workers=workers)
+                            shard_size=64, batch_size=8, export_seed_layers=1, engine=engine, ray_workers=workers, sort_window=WINDOW)
 
 
 def _assert_same_cache(out: Path, local: Path) -> dict:

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_teacher, record_shard_writes, recombined_sentences, write_lines
-from distilcache import open_cache, verify_cache
-from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, CacheVerifyError
+from distilcache import verify_cache
+from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError
 from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cli import main as cli
@@ -26,7 +26,7 @@ from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.train import loop as loop_module
 from distilcache.train.loop import TrainingError
-from distilcache.train.persistence import StudentError
+from distilcache.student.directory import StudentError
 
 SENTENCES = recombined_sentences(160, seed=13)
 HELPER = Path(__file__).with_name("kill_helper.py")

@@ -192,14 +192,6 @@ def test_bf16_autocast_training_runs_on_cpu(small_cache, tmp_path):
     assert np.isfinite(summary["best_val_fidelity"]) and summary["best_val_fidelity"] > summary["untrained_fidelity"]
 
 
-def test_train_and_student_never_import_the_precompute_stage():
-    import subprocess
-    import sys
-
-    code = "import sys, distilcache.train, distilcache.student; print(any(m.startswith('distilcache.precompute') for m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
-
-
 def test_train_encode_and_evaluate_from_the_command_line_after_the_teacher_is_gone(small_cache, tmp_path, capsys):
     import pyarrow.parquet as pq
 
@@ -236,7 +228,7 @@ def test_auto_init_starts_a_bilstm_from_the_cached_token_vectors(small_cache, tm
 
 
 def test_the_similarity_matrix_loss_trains_and_mean_pooling_is_kept_at_encode_time(small_cache, tmp_path):
-    summary = _train(small_cache, tmp_path / "s", epochs=3, similarity_weight=1.0, pooling="mean")
+    summary = _train(small_cache, tmp_path / "s", epochs=3, similarity_weight=1.0, token_weights="mean")
     assert summary["best_val_fidelity"] > summary["untrained_fidelity"]
     student = load_student(tmp_path / "s")
     assert student.info["pooling"]["mode"] == "mean" and student.idf is None
@@ -283,7 +275,7 @@ def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache
 
 
 def test_pad_rows_pads_and_reads_an_empty_row_as_one_pad_token():
-    from distilcache.train.data import pad_rows
+    from distilcache.student.model import pad_rows
 
     token_ids, weights = np.array([7, 8, 9, 5]), np.array([0.25, 0.75, 1.0, 1.0], dtype=np.float32)
     batch = pad_rows(token_ids, weights, starts=np.array([0, 2, 3]), counts=np.array([2, 0, 1]), pad_id=0)
@@ -295,7 +287,8 @@ def test_pad_rows_pads_and_reads_an_empty_row_as_one_pad_token():
 def test_a_smaller_embedding_starts_from_the_pca_of_the_token_vectors():
     import torch
 
-    from distilcache.train.models import StudentConfig, build_student
+    from distilcache.student.model import StudentConfig
+    from distilcache.train.build import build_student
 
     rng = np.random.default_rng(0)
     # 20 token vectors of width 6 that lie in a 3-d affine subspace: a 3-d PCA reconstructs them exactly
@@ -332,7 +325,8 @@ def test_the_fast_preset_sizes_a_smaller_bilstm_that_flags_still_override(small_
 
 
 def test_attention_pooling_is_a_softmax_of_the_log_weights_plus_learned_scores():
-    from distilcache.train.models import StudentConfig, build_student
+    from distilcache.student.model import StudentConfig
+    from distilcache.train.build import build_student
 
     config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4,
                            attention_pooling=True)
@@ -349,7 +343,8 @@ def test_attention_pooling_is_a_softmax_of_the_log_weights_plus_learned_scores()
 
 
 def test_attention_pooling_starts_as_the_given_weights_and_is_trained_saved_and_loaded(small_cache, tmp_path):
-    from distilcache.train.models import StudentConfig, build_student
+    from distilcache.student.model import StudentConfig
+    from distilcache.train.build import build_student
 
     config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4)
     plain = build_student(config).eval()
@@ -372,7 +367,8 @@ def test_attention_pooling_starts_as_the_given_weights_and_is_trained_saved_and_
 
 
 def test_the_embedding_learning_rate_scale_freezes_or_slows_the_token_embedding(small_cache, tmp_path):
-    from distilcache.train.models import StudentConfig, build_student
+    from distilcache.student.model import StudentConfig
+    from distilcache.train.build import build_student
 
     def embedding_change(scale: float) -> float:
         config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4)

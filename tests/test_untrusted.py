@@ -6,14 +6,11 @@ are checked before anything is allocated.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_teacher, recombined_sentences, write_lines
@@ -24,7 +21,7 @@ from distilcache.hf_local import ShippedCodeError
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
-from distilcache.train.persistence import StudentError
+from distilcache.student.directory import StudentError
 
 SENTENCES = recombined_sentences(120, seed=11)
 

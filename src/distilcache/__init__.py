@@ -2,17 +2,9 @@
 
 __version__ = "0.1.0"
 
-from typing import Any
-
 from distilcache.cache_format import Cache, open_cache, verify_cache  # noqa: E402
+from distilcache.lazy import lazy_attributes  # noqa: E402
 
 __all__ = ["Cache", "__version__", "load_student", "open_cache", "verify_cache"]
-
-
-def __getattr__(name: str) -> Any:
-    # students need torch and transformers; readers of caches need only pyarrow, so load lazily
-    if name == "load_student":
-        from distilcache.student import load_student
-
-        return load_student
-    raise AttributeError(f"module 'distilcache' has no attribute {name!r}")
+# students need torch and transformers; readers of caches need only pyarrow
+__getattr__ = lazy_attributes(__name__, {"load_student": "distilcache.student.encode"})

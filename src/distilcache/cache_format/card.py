@@ -6,7 +6,7 @@ Its YAML header is a Hugging Face dataset card that points `datasets` at the sha
 
 from typing import Any
 
-from distilcache.cache_format.layout import CARD_FILE, SHARDS_DIR
+from distilcache.cache_format.layout import SHARDS_DIR
 
 
 def dataset_card(manifest: dict[str, Any], name: str) -> str:

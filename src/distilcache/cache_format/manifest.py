@@ -6,7 +6,7 @@ from distilcache.cache_format.errors import CacheError
 from distilcache.cache_format.layout import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE
 from distilcache.cache_format.writer import write_json_atomic
 
-__all__ = ["read_manifest", "read_json", "write_json_atomic", "check_format"]
+__all__ = ["check_format", "may_lack_target_text", "read_json", "read_manifest", "upgrade", "write_json_atomic"]
 
 MAX_JSON_BYTES = 64 << 20  # far above any real manifest; a larger file is refused before it is read
 
@@ -54,6 +54,25 @@ def check_fields(manifest: dict[str, Any], path: Path) -> None:
     for index, entry in enumerate(manifest["shards"]):
         if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in _SHARD_FIELDS.items()):
             raise CacheError(f"{path}: shards[{index}] must be an object with a file, rows and sha256")
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A manifest or plan of any version-1 release, with the keys later releases added filled in as
+    the older release meant them; the one place that knows the history of the format."""
+    upgraded = dict(record)
+    upgraded.setdefault("student_vocab", "teacher")  # before --student-vocab: the teacher's tokens
+    upgraded.setdefault("export_token_vectors", bool(record.get("token_vectors")))  # then only the entry said so
+    # before the plan named it, only a manifest's run did; a plan of then says nothing (None: not recorded)
+    upgraded.setdefault("precision", (record.get("run") or {}).get("precision"))
+    for section in ("student_tokenizer", "seed", "token_vectors", "card"):  # what older caches never held
+        upgraded.setdefault(section, None)
+    return upgraded
+
+
+def may_lack_target_text(record: dict[str, Any]) -> bool:
+    """Shards of caches made before parallel text lack the (then always null) target_text column;
+    their manifests lack student_vocab, which came with it."""
+    return "student_vocab" not in record
 
 
 def read_manifest(cache_dir: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from distilcache.cache_format.errors import CacheVerifyError, Problem
+from distilcache.cache_format.hashing import sha256_json
 from distilcache.cache_format.layout import MANIFEST_FILE
 from distilcache.cache_format.manifest import read_manifest
 from distilcache.cache_format.paths import resolve_inside
@@ -35,6 +36,31 @@ class Cache:
 
     def _inside(self, name: str, field: str) -> Path:
         return resolve_inside(self.path, name, field)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What a student records of the cache it learnt from: the fingerprint and a hash of the shard list."""
+        return {"fingerprint": self.fingerprint, "rows_sha256": sha256_json(self.manifest["shards"])}
+
+    @property
+    def teacher(self) -> dict[str, Any]:
+        """name, architecture, model_type, hidden_size, num_layers, max_position_embeddings, files."""
+        return dict(self.manifest["teacher"])
+
+    @property
+    def pooling(self) -> dict[str, Any]:
+        """How the teacher's vectors were pooled: mode, layer, smoothing, max_length, normalize."""
+        return dict(self.manifest["pooling"])
+
+    @property
+    def seed_layers(self) -> list[int] | None:
+        """The teacher layers stored in seed/ (precompute --export-seed-layers), or None."""
+        seed = self.manifest.get("seed")
+        return list(seed["layers"]) if seed else None
 
     @property
     def dim(self) -> int:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from distilcache.cache_format.errors import CacheError, Problem
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import LOCK_FILE, MANIFEST_FILE, PARTITIONS_DIR, PLAN_FILE, TMP_PREFIX
-from distilcache.cache_format.manifest import read_manifest
+from distilcache.cache_format.manifest import may_lack_target_text, read_manifest
 from distilcache.cache_format.paths import resolve_inside, safe_relative, symlinks_under
 from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.schema import shard_schema
@@ -92,8 +92,7 @@ def _check_shard(cache_dir: Path, entry: dict[str, Any], manifest: dict[str, Any
         problems.append(Problem(name, f"has {parquet.metadata.num_rows} rows, manifest says {entry['rows']}"))
     expected = shard_schema(manifest["vector"]["dim"], manifest["vector"]["dtype"])
     actual = parquet.schema_arrow
-    if "target_text" not in actual.names and manifest.get("student_vocab") is None:
-        # a cache made before parallel text existed: v1 without the (then always null) column
+    if "target_text" not in actual.names and may_lack_target_text(manifest):
         expected = expected.remove(expected.get_field_index("target_text"))
     if [(f.name, f.type) for f in actual] != [(f.name, f.type) for f in expected]:
         problems.append(Problem(name, f"schema differs from cache-format v1: {actual} != {expected}"))

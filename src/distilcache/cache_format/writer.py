@@ -33,7 +33,7 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
-def publish(tmp: Path, path: Path) -> None:
+def move_into_place(tmp: Path, path: Path) -> None:
     """fsync a finished temp file and rename it into place."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -42,12 +42,12 @@ def publish(tmp: Path, path: Path) -> None:
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp), then publish; a failed write leaves no temp file behind."""
+    """write(tmp), then move_into_place; a failed write leaves no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
         write(tmp)
-        publish(tmp, path)
+        move_into_place(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,7 +1,10 @@
 """Does a student keep the teacher's quality, and how much faster is it?"""
 
-from distilcache.evaluate.metrics import recall_at_k, spearman
-from distilcache.evaluate.run import evaluate_models
-from distilcache.evaluate.sts import StsPairs, read_sts
+from distilcache.lazy import lazy_attributes
 
-__all__ = ["StsPairs", "evaluate_models", "read_sts", "recall_at_k", "spearman"]
+_SOURCES = {
+    "StsPairs": "distilcache.evaluate.sts", "read_sts": "distilcache.evaluate.sts", "recall_at_k": "distilcache.evaluate.metrics",
+    "spearman": "distilcache.evaluate.metrics", "evaluate_models": "distilcache.evaluate.run",
+}
+__all__ = sorted(_SOURCES)
+__getattr__ = lazy_attributes(__name__, _SOURCES)

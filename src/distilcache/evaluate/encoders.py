@@ -1,7 +1,7 @@
 """Models under evaluation, behind one small interface: encode(texts, batch_size) -> vectors."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +10,10 @@ from torch import nn
 
 from distilcache.cache_format.errors import ConfigError
 from distilcache.devices import resolve_device
-from distilcache.precompute.inputs import Record
-from distilcache.precompute.prepare import PoolingConfig, length_sorted_batches, prepare_rows
-from distilcache.precompute.teacher import load_model, load_tokenizer, pooled_vectors
+from distilcache.inputs import Record
+from distilcache.teacher.config import DEFAULT_MAX_LENGTH, PoolingConfig
+from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
+from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
 from distilcache.weighting import IdfTable
 
 
@@ -45,8 +46,8 @@ class TeacherEncoder:
             if not 1 <= layers <= len(self.model.encoder.layer):
                 raise ConfigError(f"--teacher-layers must be between 1 and {len(self.model.encoder.layer)}")
             self.model.encoder.layer = self.model.encoder.layer[:layers]
-        max_length = pooling.max_length or min(256, self.model.config.max_position_embeddings)
-        self.pooling = PoolingConfig(pooling.mode, pooling.layer, pooling.smoothing, max_length, pooling.normalize)
+        max_length = pooling.max_length or min(DEFAULT_MAX_LENGTH, self.model.config.max_position_embeddings)
+        self.pooling = replace(pooling, max_length=max_length)
         self.idf = idf
 
     @torch.inference_mode()

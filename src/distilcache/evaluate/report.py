@@ -23,13 +23,14 @@ def markdown_tables(results: list[dict[str, Any]], k: int = 10) -> str:
             lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['weights_mb']:.1f} | "
                          f"{_number(r.get('sentences_per_second'), 0)} | {_number(r.get('speedup'))}x | {_number(r.get('latency_ms'), 2)} |")
         lines.append("")
-    lines += ["### Accuracy (Spearman x100 of cosine similarity; fidelity and recall on held-out cache rows)", ""]
-    header = ["model", *sets, "mean", "gap to teacher", "gap %", "fidelity", f"recall@{k}"]
+    lines += ["### Accuracy (Spearman x100 of cosine similarity; fidelity, similarity agreement (Spearman x100 against the "
+              "teacher's similarities of row pairs) and recall on held-out cache rows)", ""]
+    header = ["model", *sets, "mean", "gap to teacher", "gap %", "fidelity", "similarity agreement", f"recall@{k}"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         cells = [r["model"], *(_number(r["sts"].get(s, {}).get("spearman")) for s in sets), _number(r.get("sts_mean")),
                  _number(r.get("sts_gap")), _number(r.get("sts_gap_percent")), _number(r.get("fidelity"), 3),
-                 _number(r.get(f"recall@{k}"), 3)]
+                 _number(r.get("similarity_agreement")), _number(r.get(f"recall@{k}"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
     nonfinite = [f"{r['model']} on {s}: {v['nonfinite_pairs']}" for r in results for s, v in r["sts"].items() if v["nonfinite_pairs"]]
     if nonfinite:

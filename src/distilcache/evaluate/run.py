@@ -13,7 +13,7 @@ from distilcache.cache_format import Cache
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.split import split_by_id
 from distilcache.evaluate.encoders import EvalModel
-from distilcache.evaluate.metrics import paired_cosine, recall_at_k, spearman
+from distilcache.evaluate.metrics import paired_cosine, recall_at_k, similarity_agreement, spearman
 from distilcache.evaluate.sts import StsPairs
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def evaluate_models(
             same_space = vectors.shape[1] == held_vectors.shape[1]
             result["fidelity"] = float(np.mean(paired_cosine(vectors, held_vectors))) if same_space else None
             result[f"recall@{k}"] = recall_at_k(vectors, held_vectors, k) if len(held_texts) > k else None
+            result["similarity_agreement"] = similarity_agreement(vectors, held_vectors)
             result["held_out_rows"] = len(held_texts)
         results.append(result)
     if speed_texts:

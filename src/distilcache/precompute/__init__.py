@@ -1,7 +1,10 @@
 """Stage one: run a teacher once over a corpus and write a cache."""
 
-from distilcache.precompute.inputs import InputError, InputSpec
-from distilcache.precompute.prepare import PoolingConfig
-from distilcache.precompute.run import PrecomputeConfig, precompute
+from distilcache.lazy import lazy_attributes
 
-__all__ = ["InputError", "InputSpec", "PoolingConfig", "PrecomputeConfig", "precompute"]
+_SOURCES = {
+    "InputError": "distilcache.inputs", "InputSpec": "distilcache.inputs", "PoolingConfig": "distilcache.teacher.config",
+    "PrecomputeConfig": "distilcache.precompute.config", "precompute": "distilcache.precompute.run",
+}
+__all__ = sorted(_SOURCES)
+__getattr__ = lazy_attributes(__name__, _SOURCES)

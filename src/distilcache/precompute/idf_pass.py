@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from distilcache.cache_format import write_parquet_atomic
 from distilcache.cache_format.errors import ConfigError, DataFileError
-from distilcache.precompute.inputs import InputSpec, Record, iter_corpus
+from distilcache.inputs import InputSpec, Record, iter_corpus
 from distilcache.weighting import IdfTable
 
 _PARTITION_KEY = b"distilcache.partition"  # "I/N" in a partial table's schema metadata

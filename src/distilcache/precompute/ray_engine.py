@@ -50,20 +50,21 @@ except ImportError as error:  # the extra is optional: say how to get it
 from distilcache.cache_format import STUDENT_TOKENIZER_DIR, TOKENIZER_DIR, shard_schema, write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute import run
-from distilcache.precompute.inputs import Record
-from distilcache.precompute.prepare import length_sorted_batches, prepare_rows
-from distilcache.precompute.teacher import load_model, load_tokenizer, pooled_vectors
+from distilcache.precompute.config import PrecomputeConfig
+from distilcache.inputs import Record
+from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
+from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
 
-_RECORDS = pa.list_(pa.struct([("id", pa.string()), ("text", pa.string()), ("file", pa.string()), ("target", pa.string())]))
+_RECORDS = pa.list_(pa.struct([("id", pa.string()), ("text", pa.string()), ("file", pa.string()), ("target_text", pa.string())]))
 
 
 class _Teacher:
     """A Ray actor's teacher, loaded once; each call turns one window of records into its shard rows."""
 
-    def __init__(self, config: run.PrecomputeConfig, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, config: PrecomputeConfig, tokenizer: PreTrainedTokenizerBase,
                  student_tokenizer: PreTrainedTokenizerBase | None, idf: IdfTable | None, device: str, precision: str, dim: int):
         self.config, self.tokenizer, self.student_tokenizer, self.idf = config, tokenizer, student_tokenizer, idf
         self.device, self.precision, self.dim = torch.device(device), precision, dim
@@ -81,7 +82,7 @@ class _Teacher:
         return table.append_column("shard", pa.array(np.full(len(rows), window["shard"], dtype=np.int64)))
 
 
-def _windows(config: run.PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
+def _windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
     """The records of the shards still to do, one sort window a table: the local engine's windows."""
     for index, window, _ in run.record_windows(config, plan, todo):
         yield pa.table({"shard": pa.array([index], pa.int64()), "records": pa.array([[asdict(r) for r in window]], _RECORDS)})
@@ -95,7 +96,7 @@ def _connect() -> bool:
     return True
 
 
-def _device(config: run.PrecomputeConfig) -> torch.device:
+def _device(config: PrecomputeConfig) -> torch.device:
     """The actors' device type (each sees its own GPU as cuda:0). auto: CUDA when the Ray cluster has
     GPUs, so a driver without one still runs the teacher on the workers' GPUs."""
     if config.device == "auto":
@@ -103,14 +104,14 @@ def _device(config: run.PrecomputeConfig) -> torch.device:
     return torch.device(torch.device(config.device).type)
 
 
-def _precision(config: run.PrecomputeConfig, device: torch.device) -> str:
+def _precision(config: PrecomputeConfig, device: torch.device) -> str:
     """resolve_precision where the teacher runs: a driver without a GPU asks a GPU worker (bf16 or fp16)."""
     if device.type == "cuda" and not torch.cuda.is_available():
         return ray.get(ray.remote(num_gpus=1)(resolve_precision).remote(config.precision, device))
     return resolve_precision(config.precision, device)
 
 
-def actor_precision(config: run.PrecomputeConfig) -> str:
+def actor_precision(config: PrecomputeConfig) -> str:
     """The precision the actors will compute in, known before planning (it is part of the plan). Asks
     the Ray cluster only when the answer depends on its GPUs."""
     if config.device != "auto" and (torch.device(config.device).type != "cuda" or torch.cuda.is_available()):
@@ -123,7 +124,7 @@ def actor_precision(config: run.PrecomputeConfig) -> str:
             ray.shutdown()
 
 
-def run_teacher_ray(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+def run_teacher_ray(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
     """`run._run_teacher` on Ray Data actors: the same shards, extras and run info (plus the engine's)."""
     done, todo_set = run._shards_to_do(config, plan, out)
     todo = sorted(todo_set)
@@ -149,7 +150,7 @@ def run_teacher_ray(config: run.PrecomputeConfig, plan: dict[str, Any], idf: Idf
             ray.shutdown()
 
 
-def _run_actors(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path,
+def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path,
                 todo: list[int], done: set[int]) -> dict[str, Any]:
     device = _device(config)
     resource = "GPU" if device.type == "cuda" else "CPU"  # one per actor
@@ -158,7 +159,7 @@ def _run_actors(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
         log.warning("%d Ray workers need %d %ss, the cluster has %g: the actors that fit do the work, the others wait",
                     config.ray_workers, config.ray_workers, resource, available)
     precision = _precision(config, device)
-    windows = sum(-(-run._expected_rows(plan, i) // run.SORT_WINDOW) for i in todo)
+    windows = sum(-(-run._expected_rows(plan, i) // config.sort_window) for i in todo)
     refs = [ray.put(w) for w in tqdm(_windows(config, plan, set(todo)), total=windows, desc="windows to the object store", unit=" windows")]
     dataset = ray.data.from_arrow_refs(refs)
     dataset.context.execution_options.preserve_order = True  # the driver cuts shards by row count
@@ -187,8 +188,8 @@ def _run_actors(config: run.PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
                 if pc.any(pc.not_equal(shard["shard"], index)).as_py():
                     raise RuntimeError(f"Ray returned the rows of shard {index} out of order")
                 write_shard(out, index, shard.drop_columns(["shard"]).cast(schema))  # v1 schema, whatever Ray's blocks say
-                if config.publish:  # a URI output: push the shard now
-                    config.publish()
+                if config.push:  # a URI output: upload the shard now
+                    config.push()
                 index = next(shards, None)
     rows_done = sum(run._expected_rows(plan, i) for i in todo)
     if index is not None or have:

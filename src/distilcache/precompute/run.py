@@ -5,15 +5,13 @@ file that exists (shards appear only by rename, so an existing one is complete).
 """
 
 import errno
-import importlib.util
 import logging
-import math
 import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Container, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -28,7 +26,6 @@ import transformers
 from tqdm.auto import tqdm
 
 import distilcache
-from distilcache import hf_local
 from distilcache.cache_format import (
     FORMAT_VERSION,
     IDF_FILE,
@@ -53,15 +50,16 @@ from distilcache.cache_format.card import dataset_card
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file, sha256_json
 from distilcache.cache_format.layout import CACHE_NAMES, CARD_FILE, FORMAT_NAME, SEED_DIR, TMP_PREFIX, TOKEN_VECTORS_FILE
-from distilcache.cache_format.manifest import check_format, read_json
+from distilcache.cache_format.manifest import check_format, read_json, upgrade
 from distilcache.cache_format.paths import symlinks_under
 from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.writer import is_own_tmp_name, remove_stale_tmp_files, shard_entry, write_text_atomic
 from distilcache.devices import resolve_device, resolve_precision
-from distilcache.precompute.inputs import InputSpec, Record, Rejection, iter_corpus
-from distilcache.precompute.pooling import POOLING_MODES
+from distilcache.inputs import Record, Rejection, iter_corpus
 from distilcache.precompute.prefetch import prefetch
-from distilcache.precompute.prepare import Batch, PoolingConfig, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.precompute.config import PrecomputeConfig
+from distilcache.teacher.config import DEFAULT_MAX_LENGTH
+from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
 from distilcache.precompute.partitions import (
     PARTITIONS_DIR,
     all_partitions_done,
@@ -70,7 +68,7 @@ from distilcache.precompute.partitions import (
     write_partial_manifest,
 )
 from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
-from distilcache.precompute.teacher import describe_teacher, load_model, load_tokenizer, pooled_vectors
+from distilcache.teacher.model import describe_teacher, load_model, load_tokenizer, pooled_vectors
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 from distilcache.precompute.token_vectors import compute_token_vectors, token_vectors_table
 from distilcache.weighting import SEGMENTER, IdfTable
@@ -79,79 +77,6 @@ from distilcache.weighting.student_vocab import RULE as STUDENT_VOCAB_RULE
 from distilcache.weighting.student_vocab import count_cjk, extend_tokenizer, uncovered_chars
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_LENGTH = 256
-STUDENT_VOCABS = ("auto", "teacher", "teacher+cjk")  # auto: teacher+cjk when an input has a target field
-
-
-@dataclass
-class PrecomputeConfig:
-    teacher: Path
-    inputs: list[InputSpec]
-    output: Path | str  # a directory, or a pyarrow.fs URI (s3://bucket/cache, gs://..., hdfs://...)
-    pooling: PoolingConfig = field(default_factory=PoolingConfig)
-    dtype: str = "float16"
-    batch_size: int = 64
-    shard_size: int = 100_000
-    idf_file: Path | None = None  # reuse this IDF table instead of computing one from the inputs
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast on CUDA)
-    keep_first_duplicate: bool = False
-    teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
-    export_seed_layers: int = 0  # store the teacher's embeddings + K of its layers (first, last, evenly between) for students
-    token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
-    num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
-    partition: int = 0
-    student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
-    engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
-    ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
-    publish: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
-
-    @property
-    def partitioned(self) -> bool:
-        return self.num_partitions > 1
-
-    def validate(self) -> None:
-        if self.pooling.mode not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {self.pooling.mode!r}")
-        if self.dtype not in ("float16", "float32"):
-            raise ConfigError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if not (math.isfinite(self.pooling.smoothing) and self.pooling.smoothing >= 0):
-            raise ConfigError(f"--smoothing must be a finite number >= 0, got {self.pooling.smoothing}")
-        for name in ("batch_size", "shard_size", "ray_workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
-        if self.pooling.max_length is not None and self.pooling.max_length < 2:
-            raise ConfigError("max_length must be >= 2 (room for the special tokens)")
-        if not self.inputs:
-            raise ConfigError("at least one input is needed")
-        if self.idf_file is not None and self.pooling.mode != "idf":
-            raise ConfigError(f"--idf applies to --pooling idf only, not {self.pooling.mode}")
-        if self.engine not in ("local", "ray"):
-            raise ConfigError(f"engine must be local or ray, got {self.engine!r}")
-        if self.engine == "ray" and self.partitioned:
-            raise ConfigError("--engine ray distributes the shards itself; it does not combine with --num-partitions")
-        if self.engine == "ray" and importlib.util.find_spec("ray") is None:  # before a long planning pass
-            raise ConfigError("--engine ray needs Ray Data: pip install 'distilcache[ray]'")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        if self.engine == "local":  # an unknown device, or CUDA where there is none (Ray's workers may have it)
-            resolve_device(self.device)
-        if self.student_vocab not in STUDENT_VOCABS:
-            raise ConfigError(f"student_vocab must be one of {STUDENT_VOCABS}, got {self.student_vocab!r}")
-        if self.num_partitions < 1:
-            raise ConfigError(f"--num-partitions must be >= 1, got {self.num_partitions}")
-        if not 0 <= self.partition < self.num_partitions:
-            raise ConfigError(f"--partition must be in 0..{self.num_partitions - 1}, got {self.partition}")
-        if self.partitioned and self.pooling.mode == "idf" and self.idf_file is None:
-            raise ConfigError("partitions share one IDF table: compute it first with `distilcache idf` and pass it with --idf")
-        hf_local.check_no_shipped_code(self.teacher)
-        for spec in self.inputs:
-            spec.check()
-        names = [spec.path.name for spec in self.inputs]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"input file names must be unique (they name the rows' sources): {names}")
-
 
 # ---------------------------------------------------------------- request: what decides the cache
 
@@ -204,14 +129,11 @@ _INPUT_IDENTITY = ("name", "format", "id_field", "text_field", "target_field", "
 
 
 def _comparable(record: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """The request part of a plan or manifest (input entries there also carry counts and paths)."""
-    picked = {key: record.get(key) for key in request}
-    if "student_vocab" not in record:  # made before the option: the teacher's tokens
-        picked["student_vocab"] = "teacher"
-    if "export_token_vectors" not in record:  # made when the key was token_vectors
-        picked["export_token_vectors"] = bool(record.get("token_vectors"))
-    if "precision" not in record:  # made before the plan named it: a manifest's run says it, a plan's nothing
-        picked["precision"] = (record.get("run") or {}).get("precision", request["precision"])
+    """The request part of a plan or manifest, in today's shape (input entries there also carry counts and paths)."""
+    current = upgrade(record)
+    picked = {key: current.get(key) for key in request}
+    if picked["precision"] is None:  # not recorded by the release that planned it: nothing to compare
+        picked["precision"] = request["precision"]
     picked["inputs"] = [{k: e[k] for k in _INPUT_IDENTITY if k in e} for e in picked.get("inputs") or []]
     return picked
 
@@ -301,7 +223,7 @@ def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | No
                 rejections.append(item)
                 counts[item.file]["rejected"] += 1
             else:
-                counts[item.file]["rows_with_target"] += item.target is not None
+                counts[item.file]["rows_with_target"] += item.target_text is not None
                 if idf is not None:
                     for document in item.documents:
                         idf.add_document(document)
@@ -392,11 +314,10 @@ def _save_tokenizer(tokenizer, name: str, out: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- teacher pass: shard by shard
 
 
-SORT_WINDOW = 8192  # rows prepared and length-sorted together: fine-grained overlap, little padding
 
 
 @dataclass
-class _Piece:
+class _Window:
     shard: int
     rows: list[PreparedRow]
     batches: list[Batch]
@@ -415,16 +336,16 @@ def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Contain
         chunk = list(islice(records, config.shard_size))
         if index not in todo:
             continue
-        for start in range(0, len(chunk), SORT_WINDOW):
-            yield index, chunk[start : start + SORT_WINDOW], start + SORT_WINDOW >= len(chunk)
+        for start in range(0, len(chunk), config.sort_window):
+            yield index, chunk[start : start + config.sort_window], start + config.sort_window >= len(chunk)
 
 
-def _pieces(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
-            idf: IdfTable | None) -> Iterator[_Piece]:
+def _prepared_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
+            idf: IdfTable | None) -> Iterator[_Window]:
     """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
-    for index, window, last in record_windows(config, plan, todo):
-        rows = prepare_rows(window, tokenizer, config.pooling, idf, student_tokenizer)
-        yield _Piece(index, rows, list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0)), last)
+    for index, records, last in record_windows(config, plan, todo):
+        rows = prepare_rows(records, tokenizer, config.pooling, idf, student_tokenizer)
+        yield _Window(index, rows, list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0)), last)
 
 
 def _expected_rows(plan: dict[str, Any], index: int) -> int:
@@ -458,7 +379,7 @@ def _shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: 
         {
             "id": pa.array([r.id for r in rows], pa.string()),
             "text": pa.array([r.text for r in rows], pa.string()),
-            "target_text": pa.array([r.target for r in rows], pa.string()),
+            "target_text": pa.array([r.target_text for r in rows], pa.string()),
             "token_ids": ragged([r.token_ids for r in rows], pa.int32()),
             "weights": ragged([r.weights for r in rows], pa.float32()),
             "truncated": pa.array([r.truncated for r in rows], pa.bool_()),
@@ -520,15 +441,15 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
-        for piece in prefetch(_pieces(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
-            vectors = pooled_vectors(model, piece.batches, len(piece.rows), device, precision, config.pooling.layer,
+        for window in prefetch(_prepared_windows(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
+            vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
                                      config.pooling.normalize, on_batch=bar.update)
-            shard_rows += piece.rows
+            shard_rows += window.rows
             shard_vectors.append(vectors)
-            if piece.last:
-                write_shard(out, piece.shard, _shard_table(shard_rows, np.concatenate(shard_vectors), dim, config.dtype))
-                if config.publish:
-                    config.publish()
+            if window.last:
+                write_shard(out, window.shard, _shard_table(shard_rows, np.concatenate(shard_vectors), dim, config.dtype))
+                if config.push:
+                    config.push()
                 rows_done += len(shard_rows)
                 shard_rows, shard_vectors = [], []
     seconds = time.perf_counter() - started
@@ -675,8 +596,8 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             if not config.partitioned:  # partitions plan side by side and write identical files
                 _clear_unplanned(out)
             plan, idf = _plan(config, request, idf, out)
-            if config.publish:
-                config.publish()
+            if config.push:
+                config.push()
         if config.engine == "ray":
             from distilcache.precompute.ray_engine import run_teacher_ray
 
@@ -699,7 +620,7 @@ def _precompute_remote(config: PrecomputeConfig) -> dict[str, Any]:
     local.mkdir(parents=True, exist_ok=True)
     with CacheLock(local, f"{LOCK_FILE}-sync"):  # one process per machine syncs this mirror
         remote.pull(local)  # what an earlier run, on any machine, got to the remote
-        manifest = precompute(replace(config, output=local, publish=lambda: remote.push_changed(local)))
+        manifest = precompute(replace(config, output=local, push=lambda: remote.push_changed(local)))
         remote.push_changed(local)
         if "partition" in manifest:  # other partitions may have finished since the pull
             remote.pull(local)

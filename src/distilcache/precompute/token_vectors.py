@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from distilcache.devices import autocast
-from distilcache.precompute.teacher import forward_layer
+from distilcache.teacher.model import forward_layer
 
 METHOD = "teacher output at the token's position for the input [CLS] token [SEP], at the pooling layer"
 

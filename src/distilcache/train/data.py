@@ -1,4 +1,4 @@
-"""Cache rows as flat numpy arrays, a deterministic held-out split, and length-grouped padded batches."""
+"""Cache rows as flat numpy arrays, and length-grouped padded batches of them."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,6 +9,7 @@ import torch
 
 from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
+from distilcache.student.model import PaddedBatch, pad_rows
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
 
@@ -54,32 +55,6 @@ def load_rows(cache: Cache) -> CacheRows:
     return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
 
 
-@dataclass
-class PaddedBatch:
-    token_ids: torch.Tensor  # (batch, tokens) long, padded with pad_id
-    lengths: torch.Tensor  # (batch,) long, >= 1
-    weights: torch.Tensor  # (batch, tokens) float, 0 on padding, rows sum to 1
-
-    def to(self, device: torch.device) -> "PaddedBatch":
-        return PaddedBatch(*(t.to(device, non_blocking=True) for t in (self.token_ids, self.lengths, self.weights)))
-
-
-def pad_rows(token_ids: np.ndarray, weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, pad_id: int) -> PaddedBatch:
-    """Row i is token_ids[starts[i] : starts[i] + counts[i]] (weights alike), padded with pad_id.
-    A row without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
-    starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
-    lengths = np.maximum(counts, 1)
-    positions = np.arange(lengths.max(initial=1))
-    inside = positions[None, :] < counts[:, None]
-    taken = (starts[:, None] + positions[None, :])[inside]
-    padded_ids = np.full(inside.shape, pad_id, dtype=np.int64)
-    padded_ids[inside] = token_ids[taken]
-    padded_weights = np.zeros(inside.shape, dtype=np.float32)
-    padded_weights[inside] = weights[taken]
-    padded_weights[counts == 0, 0] = 1.0
-    return PaddedBatch(torch.from_numpy(padded_ids), torch.from_numpy(lengths), torch.from_numpy(padded_weights))
-
-
 def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     """Cut indices into batches of similar length. With rng: shuffle rows, sort within groups of
     GROUP_BATCHES batches, shuffle the batch order. Without: plain length order (evaluation)."""
@@ -100,5 +75,5 @@ def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Ite
     """(the batch's row indices, padded inputs, float32 teacher vectors) per batch."""
     lengths = rows.lengths
     for members in batches:
-        targets = torch.from_numpy(rows.vectors[members].astype(np.float32))
-        yield members, pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), targets
+        teacher_vectors = torch.from_numpy(rows.vectors[members].astype(np.float32))
+        yield members, pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), teacher_vectors

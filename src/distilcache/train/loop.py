@@ -10,8 +10,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,160 +20,51 @@ from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from distilcache import hf_local
-from distilcache.cache_format import CacheError, CacheLock, open_cache
+from distilcache.cache_format import Cache, CacheError, CacheLock, open_cache
 from distilcache.cache_format.errors import ConfigError, DistilcacheError
-from distilcache.cache_format.hashing import sha256_json
 from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.split import split_by_id
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.student.directory import save_student
+from distilcache.student.model import StudentConfig, StudentModel
+from distilcache.train.build import build_student, seed_config
+from distilcache.train.config import DEFAULT_LR, TrainConfig
 from distilcache.train.data import iter_batches, length_grouped, load_rows
-from distilcache.train.losses import LOSSES, distillation_loss, similarity_matrix_loss
-from distilcache.train.models import StudentConfig, StudentModel, build_student, seed_config
-from distilcache.train.persistence import save_student
+from distilcache.train.losses import distillation_loss, similarity_matrix_loss
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
-DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 4e-4}  # seed: dev 82.4 vs 79.9 at 1e-4 (3 epochs, 54k rows)
-# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim. For a 384-d teacher:
-# default, a 128-unit LSTM; fast, a 128-d embedding (PCA of the token vectors) and a 64-unit LSTM.
-# benchmarks/ablation.py measured the candidates (variants F-K)
-PRESETS: dict[str, dict[str, Fraction]] = {
-    "default": {"hidden": Fraction(1, 3)},
-    "fast": {"embedding_dim": Fraction(1, 3), "hidden": Fraction(1, 6)},
-}
-
-
-@dataclass
-class TrainConfig:
-    cache: Path | str  # a directory or a URI (s3://...), pulled into its local mirror
-    output: Path
-    student: str = "bilstm"  # bilstm | transformer
-    preset: str = "default"  # default | fast: the BiLSTM sizes of PRESETS, under any size given here
-    layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
-    hidden: int | None = None  # default: the preset's (bilstm, per direction), 256 (transformer)
-    # bilstm: default the teacher dim when starting from token vectors (smaller: their PCA), else 256
-    embedding_dim: int | None = None
-    concat_embeddings: bool = True  # bilstm: pool [embedding; LSTM states]
-    heads: int = 4  # transformer
-    dropout: float = 0.1
-    # auto: a bilstm starts from the cache's token vectors, a transformer from its seed layers, when present;
-    # random | token-vectors (bilstm) | seed (transformer)
-    init: str = "auto"
-    pooling: str = "cache"  # cache: the cached per-token weights (IDF); mean: uniform weights
-    # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py,
-    # variant N vs F: STS-B dev 84.3 vs 83.4), off for a transformer (not measured)
-    attention_pooling: bool | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float | None = None  # default: 2e-3 (bilstm), 5e-4 (transformer), 4e-4 (seeded transformer)
-    # bilstm: the token embedding learns at lr times this (0 freezes it); 3: benchmarks/ablation.py, variants N, P, Q
-    embedding_lr_scale: float = 3.0
-    weight_decay: float = 0.01
-    warmup: float = 0.05  # fraction of all steps
-    schedule: str = "linear"  # linear | cosine decay after warm-up
-    grad_clip: float = 1.0
-    loss: str = "cosine"  # cosine | mse | mix
-    mse_weight: float = 0.5  # the MSE share of loss "mix"
-    similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
-    temperature: float = 0.05  # of that similarity-matrix loss
-    val_fraction: float = 0.05
-    patience: int = 3  # epochs without a better held-out fidelity before stopping
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA where supported, else fp32
-    resume: bool = False
-
-    def validate(self) -> None:
-        """Refuse, before any work, options that cannot give a student."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
-        for name in ("layers", "hidden", "embedding_dim"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
-                   "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
-                   "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
-                   "temperature": self.temperature, "val_fraction": self.val_fraction}
-        for name, value in numbers.items():
-            if value is not None and not math.isfinite(value):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if self.temperature <= 0:
-            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
-        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
-            raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
-        if self.student not in ("bilstm", "transformer"):
-            raise ConfigError(f"--student must be bilstm or transformer, got {self.student!r}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        if self.preset != "default" and self.student != "bilstm":
-            raise ConfigError(f"--preset {self.preset} sizes a BiLSTM; it does not apply to --student {self.student}")
-        if self.init not in ("auto", "random", "seed", "token-vectors"):
-            raise ConfigError(f"--init must be auto, random, seed or token-vectors, got {self.init!r}")
-        if (self.init == "seed" and self.student != "transformer") or (self.init == "token-vectors" and self.student != "bilstm"):
-            raise ConfigError("--init seed applies to --student transformer, --init token-vectors to --student bilstm")
-        if self.pooling not in ("cache", "mean"):
-            raise ConfigError("--pooling must be cache or mean")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"--loss must be one of {LOSSES}")
-        if self.schedule not in ("linear", "cosine"):
-            raise ConfigError("--schedule must be linear or cosine")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError("--val-fraction must be between 0 and 1")
-
-    def with_defaults(self, teacher_dim: int) -> "TrainConfig":
-        """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
-        sizes, and attention pooling."""
-        bilstm = self.student == "bilstm"
-        attention = bilstm if self.attention_pooling is None else self.attention_pooling
-        sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None} if bilstm else {}
-        return replace(self, attention_pooling=attention, **sizes)
-
-    def settings(self) -> dict[str, Any]:
-        """What decides the trained weights (device, precision and resume do not change the recipe)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
-                if k not in ("cache", "output", "device", "precision", "resume")}
-
-
-def _resolve_init(config: TrainConfig, manifest: dict[str, Any]) -> str:
+def _resolve_init(config: TrainConfig, cache: Cache) -> str:
     """What the student starts from: explicit, or (auto) the best the cache offers."""
+    held = {"seed": cache.seed_dir is not None, "token-vectors": cache.token_vectors_path is not None}
     if config.init != "auto":
-        needed = {"seed": ("seed", "--export-seed-layers K"), "token-vectors": ("token_vectors", "token vectors (the default)")}
-        if config.init in needed and not manifest.get(needed[config.init][0]):
-            raise ConfigError(f"--init {config.init}: the cache holds no {config.init}; precompute with {needed[config.init][1]}")
+        how = {"seed": "--export-seed-layers K", "token-vectors": "token vectors (the default)"}
+        if config.init in held and not held[config.init]:
+            raise ConfigError(f"--init {config.init}: the cache holds no {config.init}; precompute with {how[config.init]}")
         return config.init
     if config.student == "bilstm":
-        return "token-vectors" if manifest.get("token_vectors") else "random"
-    seed = manifest.get("seed")
-    fits = seed and config.layers in (None, len(seed["layers"])) and config.hidden in (None, manifest["vector"]["dim"])
+        return "token-vectors" if held["token-vectors"] else "random"
+    fits = held["seed"] and config.layers in (None, len(cache.seed_layers)) and config.hidden in (None, cache.dim)
     return "seed" if fits else "random"
 
 
-def _load_token_vectors(cache, vocab_size: int, unk_id: int | None) -> np.ndarray:
+def _load_token_vectors(cache: Cache, vocab_size: int, unk_id: int | None) -> np.ndarray:
     """The teacher's static vector per token; tokens the student tokenizer added (characters the
     teacher reads as [UNK]) start from the [UNK] vector: what the teacher made of them."""
-    column = cache.manifest["token_vectors"]
     table = pq.read_table(cache.token_vectors_path)
-    vectors = vector_array(table["vector"], column["dim"]).astype(np.float32)
+    vectors = vector_array(table["vector"], cache.dim).astype(np.float32)
     added = vocab_size - len(vectors)
     if added > 0:
         vectors = np.concatenate([vectors, np.repeat(vectors[[unk_id or 0]], added, axis=0)])
     return vectors
 
 
-def _build_student(config: TrainConfig, init: str, cache, vocab_size: int, pad_id: int, unk_id: int | None) -> StudentModel:
-    dim, max_length = cache.dim, cache.manifest["pooling"]["max_length"]
+def _build_student(config: TrainConfig, init: str, cache: Cache, vocab_size: int, pad_id: int, unk_id: int | None) -> StudentModel:
+    dim, max_length = cache.dim, cache.pooling["max_length"]
     if init == "seed":
         seed_dir = cache.seed_dir
         seed = seed_config(seed_dir)
@@ -208,10 +97,10 @@ def _parameter_groups(model: StudentModel, lr: float, embedding_lr_scale: float)
     return groups
 
 
-def _loss(predicted: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    loss = distillation_loss(predicted, targets, config.loss, config.mse_weight)
+def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    loss = distillation_loss(predicted, teacher_vectors, config.loss, config.mse_weight)
     if config.similarity_weight:
-        loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, targets, config.temperature)
+        loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, teacher_vectors, config.temperature)
     return loss
 
 
@@ -245,15 +134,15 @@ def measure_held_out(model: StudentModel, rows, batches, pad_id: int, config: Tr
     """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given rows."""
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
-    for members, inputs, targets in iter_batches(rows, batches, pad_id):
-        inputs, targets = inputs.to(device), targets.to(device)
+    for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_id):
+        inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-        loss = _loss(predicted, targets, config)
+        loss = _loss(predicted, teacher_vectors, config)
         _check_finite(loss, rows, members, epoch, "held-out")
-        loss_sum += loss.item() * len(targets)
-        cosine_sum += torch.nn.functional.cosine_similarity(predicted, targets, dim=-1).sum().item()
-        count += len(targets)
+        loss_sum += loss.item() * len(teacher_vectors)
+        cosine_sum += torch.nn.functional.cosine_similarity(predicted, teacher_vectors, dim=-1).sum().item()
+        count += len(teacher_vectors)
     return {"loss": loss_sum / max(count, 1), "fidelity": cosine_sum / max(count, 1)}
 
 
@@ -265,10 +154,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def _write_log(output: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomic("".join(json.dumps(entry) + "\n" for entry in history), output / LOG_FILE)
-
-
-def _cache_identity(cache) -> dict[str, str]:
-    return {"fingerprint": cache.manifest["fingerprint"], "rows_sha256": sha256_json(cache.manifest["shards"])}
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -300,22 +185,22 @@ def _is_write_failure(error: Exception) -> bool:
     return any(f"os error {code}" in str(error) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES))
 
 
-def _train(config: TrainConfig, cache) -> dict[str, Any]:
-    identity = _cache_identity(cache)
+def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
+    identity = cache.identity
     output = config.output
     checkpoint_path = output / CHECKPOINT_FILE
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device, training=True)
     tokenizer = hf_local.load_tokenizer(cache.student_tokenizer_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    init = _resolve_init(config, cache.manifest)
+    init = _resolve_init(config, cache)
 
     rows = load_rows(cache)
     bad = rows.nonfinite()
     if len(bad):  # checksums cannot tell: a NaN computed before the manifest was written verifies
         raise CacheError(f"{cache.path}: {len(bad)} row(s) have a non-finite teacher vector, e.g. ids "
                          f"{[rows.ids[i] for i in bad[:5]]}; `distilcache verify` lists the first of each shard")
-    if config.pooling == "mean":  # the student ignores the cached IDF weights
+    if config.token_weights == "mean":  # the student ignores the cached IDF weights
         rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
     if len(train_idx) == 0 or len(val_idx) == 0:
@@ -334,10 +219,11 @@ def _train(config: TrainConfig, cache) -> dict[str, Any]:
 
     if config.resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        stored = {"cache": checkpoint["cache"], "settings": TrainConfig.upgrade_settings(checkpoint["settings"])}
         for key, label in (("cache", "cache"), ("settings", "training settings")):
             expected = identity if key == "cache" else config.settings()
-            if checkpoint[key] != expected:
-                fields = sorted(k for k in expected.keys() | checkpoint[key].keys() if expected.get(k) != checkpoint[key].get(k))
+            if stored[key] != expected:
+                fields = sorted(k for k in expected.keys() | stored[key].keys() if expected.get(k) != stored[key].get(k))
                 raise ConfigError(f"--resume: the {label} differ from the checkpoint's in {fields}; resume with the same ones or start a new --output")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -350,9 +236,9 @@ def _train(config: TrainConfig, cache) -> dict[str, Any]:
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
     info = {
-        "pooling": {k: cache.manifest["pooling"][k] for k in ("mode", "smoothing", "max_length")}
-        | ({"mode": "mean"} if config.pooling == "mean" else {}),
-        "teacher": {k: cache.manifest["teacher"][k] for k in ("name", "architecture", "hidden_size")},
+        "pooling": {k: cache.pooling[k] for k in ("mode", "smoothing", "max_length")}
+        | ({"mode": "mean"} if config.token_weights == "mean" else {}),
+        "teacher": {k: cache.teacher[k] for k in ("name", "architecture", "hidden_size")},
         "cache": identity | {"path": str(cache.path.resolve())},
         "training": config.settings() | {"lr": lr, "init": init},
     }
@@ -368,11 +254,11 @@ def _train(config: TrainConfig, cache) -> dict[str, Any]:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
-            for members, inputs, targets in iter_batches(rows, batches, pad_id):
-                inputs, targets = inputs.to(device), targets.to(device)
+            for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_id):
+                inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-                loss = _loss(predicted, targets, config)
+                loss = _loss(predicted, teacher_vectors, config)
                 _check_finite(loss, rows, members, epoch, "training")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -380,9 +266,9 @@ def _train(config: TrainConfig, cache) -> dict[str, Any]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                loss_sum += loss.item() * len(targets)
-                seen += len(targets)
-                bar.update(len(targets))
+                loss_sum += loss.item() * len(teacher_vectors)
+                seen += len(teacher_vectors)
+                bar.update(len(teacher_vectors))
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         held_out = measure_held_out(model, rows, val_batches, pad_id, config, device, precision, epoch)
         seconds = time.perf_counter() - started

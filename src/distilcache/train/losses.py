@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("cosine", "mse", "mix")
+from distilcache.train.config import LOSSES
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, mse_weight: float = 0.5) -> torch.Tensor:

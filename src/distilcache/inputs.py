@@ -88,12 +88,12 @@ class Record:
     id: str
     text: str
     file: str
-    target: str | None = None  # what the teacher encodes instead of text (parallel data)
+    target_text: str | None = None  # what the teacher encodes instead of text (parallel data)
 
     @property
     def documents(self) -> tuple[str, ...]:
         """The texts this row adds to the IDF table: its text, and its target as a document of its own."""
-        return (self.text,) if self.target is None else (self.text, self.target)
+        return (self.text,) if self.target_text is None else (self.text, self.target_text)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from distilcache import hf_local
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.devices import autocast
-from distilcache.precompute.pooling import pool
-from distilcache.precompute.prepare import Batch
+from distilcache.teacher.pooling import pool
+from distilcache.teacher.prepare import Batch
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 

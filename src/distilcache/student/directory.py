@@ -28,8 +28,8 @@ from distilcache.cache_format.hashing import sha256_file, sha256_json
 from distilcache.cache_format.layout import TMP_PREFIX
 from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.paths import resolve_inside
-from distilcache.cache_format.writer import publish, write_json_atomic
-from distilcache.train.models import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
+from distilcache.cache_format.writer import move_into_place, write_json_atomic
+from distilcache.student.model import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
 
 STUDENT_FILE = "distilcache_student.json"
 FORMAT = "distilcache-student"
@@ -60,7 +60,7 @@ def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tok
         _write_files(staging, model, tokenizer_files, idf_file)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         for name in files:
-            publish(staging / name, directory / name)
+            move_into_place(staging / name, directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record = {"format": FORMAT, "format_version": 1, "student": model.config.to_dict()} | info | {"files": files}

@@ -3,8 +3,6 @@
 import numpy as np
 import torch
 
-POOLING_MODES = ("idf", "mean", "cls")
-
 
 def position_weights(mode: str, num_positions: int, content_positions: np.ndarray, content_weights: np.ndarray) -> np.ndarray:
     """Weights over all input positions (special tokens included) for one row.

@@ -11,25 +11,17 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from distilcache.precompute.inputs import Record
-from distilcache.precompute.pooling import position_weights
+from distilcache.inputs import Record
+from distilcache.teacher.config import PoolingConfig
+from distilcache.teacher.pooling import position_weights
 from distilcache.weighting import IdfTable, weighted_tokens
-
-
-@dataclass(frozen=True)
-class PoolingConfig:
-    mode: str = "idf"
-    layer: int = -1
-    smoothing: float = 0.1
-    max_length: int | None = None  # teacher tokens, specials included; None: min(256, the teacher's positions)
-    normalize: bool = False
 
 
 @dataclass
 class PreparedRow:
     id: str
     text: str
-    target: str | None  # the text the teacher encoded instead of text
+    target_text: str | None  # the text the teacher encoded instead of text
     input_ids: list[int]  # the teacher's input, with special tokens
     token_ids: np.ndarray  # int32 student tokens of text, without special tokens
     weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
@@ -54,8 +46,8 @@ def prepare_rows(
     both sides of a row without a target)."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
     weight_idf = idf if pooling.mode == "idf" else None
-    teacher = weighted_tokens([r.target or r.text for r in records], tokenizer, pooling.max_length, weight_idf, pooling.smoothing)
-    own = [i for i, r in enumerate(records) if r.target is not None or student_tokenizer is not None]
+    teacher = weighted_tokens([r.target_text or r.text for r in records], tokenizer, pooling.max_length, weight_idf, pooling.smoothing)
+    own = [i for i, r in enumerate(records) if r.target_text is not None or student_tokenizer is not None]
     student = list(teacher)
     separate = weighted_tokens([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
                                weight_idf, pooling.smoothing)
@@ -65,7 +57,7 @@ def prepare_rows(
         PreparedRow(
             id=record.id,
             text=record.text,
-            target=record.target,
+            target_text=record.target_text,
             input_ids=t.input_ids,
             token_ids=s.token_ids,
             weights=s.weights,

@@ -1,6 +1,6 @@
 """A trained student as a product: `load_student(dir).encode(texts) -> np.ndarray`.
 
-A student directory (see train/persistence.py) holds everything encode needs: weights, tokenizer
+A student directory (see student/directory.py) holds everything encode needs: weights, tokenizer
 and the IDF table, applied with the same rule precompute used. With `distilcache export-onnx`, it
 also holds student.onnx, and `load_student(dir, backend="onnx")` runs the forward pass in
 onnxruntime instead of torch; backend="torch-int8" quantises it to int8 on load (tokenisation and
@@ -13,19 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from distilcache import hf_local
 from distilcache.cache_format.errors import ConfigError
-from distilcache.train.data import PaddedBatch, pad_rows
-from distilcache.train.models import StudentModel
-from distilcache.train.persistence import IDF_FILE, ONNX_FILE, StudentError, load_student_model, student_file, weights_digest
+from distilcache.cache_format.writer import write_parquet_atomic, write_text_atomic
+from distilcache.inputs import InputSpec, Record, Rejection, iter_corpus
+from distilcache.student.backends import BACKENDS, default_backend
+from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
+from distilcache.student.directory import IDF_FILE, ONNX_FILE, StudentError, load_student_model, student_file, weights_digest
 from distilcache.weighting import IdfTable, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
-BACKENDS = ("auto", "torch", "torch-int8", "onnx")
 ONNX_WEIGHTS_KEY = "distilcache.weights_sha256"  # in student.onnx's metadata: the weights it was exported from
 
 
@@ -119,13 +121,6 @@ def quantized_int8(model: StudentModel) -> StudentModel:
         return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
 
-def default_backend(info: dict[str, Any], device: str | torch.device) -> str:
-    """What backend="auto" runs: int8 for a `--preset fast` student on the CPU, the preset made for CPU
-    speed (benchmarks/results/REPORT.md: 0.1 point of STS-B for 5-20% more sentences/s), else torch."""
-    fast = info.get("training", {}).get("preset") == "fast"
-    return "torch-int8" if fast and torch.device(device).type == "cpu" else "torch"
-
-
 def load_student(directory: str | Path, device: str | torch.device = "cpu", backend: str = "auto") -> Student:
     """Load a student directory written by `distilcache train`; needs nothing outside it.
     backend="onnx" runs the student.onnx that `distilcache export-onnx` wrote, on the CPU;
@@ -154,3 +149,27 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
                            f"({'not recorded: an older export' if exported_from is None else 'training went on since'}): "
                            f"run `distilcache export-onnx {directory}` again")
     return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend)
+
+
+def encode_files(student: Student, inputs: list[InputSpec], output: Path, batch_size: int = 256,
+                 normalize: bool = False) -> tuple[int, list[Rejection]]:
+    """Encode every row the inputs hold into a Parquet file (id, text, vector), written atomically; rows the
+    reader rejects are listed in <output stem>.rejected.jsonl. Returns the vectors written and the rejections."""
+    records, rejections = [], []
+    for item in iter_corpus(inputs):
+        (records if isinstance(item, Record) else rejections).append(item)
+    vectors = student.encode([r.text for r in records], batch_size=batch_size, normalize_embeddings=normalize,
+                             show_progress_bar=True)
+    table = pa.table({
+        "id": pa.array([r.id for r in records], pa.string()),
+        "text": pa.array([r.text for r in records], pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), student.dim),
+    })
+    write_parquet_atomic(table, output)
+    if rejections:
+        write_text_atomic("".join(r.to_json() + "\n" for r in rejections), rejections_file(output))
+    return len(records), rejections
+
+
+def rejections_file(output: Path) -> Path:
+    return output.with_name(output.stem + ".rejected.jsonl")

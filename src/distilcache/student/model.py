@@ -1,4 +1,5 @@
-"""Student models: an encoder over teacher token ids, the teacher's weighted pooling, a projection to its dim."""
+"""Student models: an encoder over teacher token ids, the teacher's weighted pooling, a projection to its dim,
+and the padded batches they read."""
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -53,6 +54,32 @@ class StudentConfig:
         if not 0 <= config.pad_id < config.vocab_size or not 0 <= config.dropout < 1:
             raise ValueError(f"pad_id must be a token id and dropout in [0, 1), got {config.pad_id} and {config.dropout}")
         return config
+
+
+@dataclass
+class PaddedBatch:
+    token_ids: torch.Tensor  # (batch, tokens) long, padded with pad_id
+    lengths: torch.Tensor  # (batch,) long, >= 1
+    weights: torch.Tensor  # (batch, tokens) float, 0 on padding, rows sum to 1
+
+    def to(self, device: torch.device) -> "PaddedBatch":
+        return PaddedBatch(*(t.to(device, non_blocking=True) for t in (self.token_ids, self.lengths, self.weights)))
+
+
+def pad_rows(token_ids: np.ndarray, weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, pad_id: int) -> PaddedBatch:
+    """Row i is token_ids[starts[i] : starts[i] + counts[i]] (weights alike), padded with pad_id.
+    A row without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
+    starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+    lengths = np.maximum(counts, 1)
+    positions = np.arange(lengths.max(initial=1))
+    inside = positions[None, :] < counts[:, None]
+    taken = (starts[:, None] + positions[None, :])[inside]
+    padded_ids = np.full(inside.shape, pad_id, dtype=np.int64)
+    padded_ids[inside] = token_ids[taken]
+    padded_weights = np.zeros(inside.shape, dtype=np.float32)
+    padded_weights[inside] = weights[taken]
+    padded_weights[counts == 0, 0] = 1.0
+    return PaddedBatch(torch.from_numpy(padded_ids), torch.from_numpy(lengths), torch.from_numpy(padded_weights))
 
 
 class BiLSTMEncoder(nn.Module):
@@ -132,53 +159,3 @@ class StudentModel(nn.Module):
         scores = self.attention(states).squeeze(-1).float().masked_fill(weights <= 0, -1e4)
         scaled = weights * (scores - scores.max(dim=1, keepdim=True).values).exp()
         return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def principal_components(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PCA to dim: (reduced, basis, mean) with vectors ~ reduced @ basis + mean, basis (dim, width) orthonormal."""
-    mean = vectors.mean(axis=0)
-    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-    basis = vt[:dim]
-    return ((vectors - mean) @ basis.T).astype(np.float32), basis.astype(np.float32), mean.astype(np.float32)
-
-
-def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vectors: np.ndarray | None = None) -> StudentModel:
-    """A new student. With seed_dir, a transformer starts from the teacher layers stored there; with
-    token_vectors (vocabulary x teacher dim), a BiLSTM's embedding starts from the teacher's static
-    vectors, PCA-reduced when its embedding_dim is smaller."""
-    if config.kind == "bilstm":
-        encoder = BiLSTMEncoder(config)
-        model = StudentModel(config, encoder)
-        if token_vectors is not None:
-            _start_from_token_vectors(model, token_vectors)
-        return model
-    if config.kind == "transformer":
-        if seed_dir is None:
-            return StudentModel(config, TransformerEncoder.fresh(config))
-        encoder = TransformerEncoder.load(seed_dir)
-        if config.vocab_size > encoder.model.config.vocab_size:  # tokens the student tokenizer added
-            encoder.model.resize_token_embeddings(config.vocab_size)
-        return StudentModel(config, encoder)
-    raise ValueError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")
-
-
-def _start_from_token_vectors(model: StudentModel, token_vectors: np.ndarray) -> None:
-    config, embedding = model.config, model.encoder.embedding
-    if token_vectors.shape[0] != config.vocab_size or token_vectors.shape[1] < config.embedding_dim:
-        raise ValueError(f"token vectors {token_vectors.shape} do not fit the embedding {tuple(embedding.weight.shape)}")
-    if token_vectors.shape[1] > config.embedding_dim:
-        reduced, basis, mean = principal_components(token_vectors, config.embedding_dim)
-    else:
-        reduced, basis, mean = token_vectors, np.eye(config.embedding_dim, dtype=np.float32), np.zeros(config.embedding_dim, np.float32)
-    with torch.no_grad():
-        embedding.weight.copy_(torch.from_numpy(reduced))
-        if config.concat_embeddings and token_vectors.shape[1] == config.output_dim:
-            # start as the weighted mean of the (PCA-reconstructed) static vectors, model2vec-like;
-            # the LSTM part learns from zero
-            model.projection.weight.zero_()
-            model.projection.weight[:, : config.embedding_dim] = torch.from_numpy(basis.T)
-            model.projection.bias.copy_(torch.from_numpy(mean))
-
-
-def seed_config(seed_dir: Path) -> Any:
-    return hf_local.load_config(seed_dir)

@@ -1,0 +1,123 @@
+"""What a training run is asked to do: plain settings, checked before any work, no torch."""
+
+import math
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from distilcache.cache_format.errors import ConfigError
+
+STUDENTS = ("bilstm", "transformer")
+INITS = ("auto", "random", "token-vectors", "seed")
+TOKEN_WEIGHTS = ("cache", "mean")  # the cached per-token (IDF) weights, or uniform ones
+LOSSES = ("cosine", "mse", "mix")
+SCHEDULES = ("linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+# a seeded transformer starts close to the teacher and wants a smaller step (chosen on STS-B dev)
+DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 4e-4}
+# BiLSTM sizes a preset gives where no flag sets them, as fractions of the teacher dim: default, an LSTM of
+# a third of it; fast, an embedding of a third (a PCA of the token vectors) and an LSTM of a sixth.
+# benchmarks/ablation.py measures the candidates
+PRESETS: dict[str, dict[str, Fraction]] = {
+    "default": {"hidden": Fraction(1, 3)},
+    "fast": {"embedding_dim": Fraction(1, 3), "hidden": Fraction(1, 6)},
+}
+
+
+@dataclass
+class TrainConfig:
+    cache: Path | str  # a directory or a URI (s3://...), pulled into its local mirror
+    output: Path
+    student: str = "bilstm"  # one of STUDENTS
+    preset: str = "default"  # default | fast: the BiLSTM sizes of PRESETS, under any size given here
+    layers: int | None = None  # default: 1 (bilstm), 2 (transformer)
+    hidden: int | None = None  # default: the preset's (bilstm, per direction), 256 (transformer)
+    # bilstm: default the teacher dim when starting from token vectors (smaller: their PCA), else 256
+    embedding_dim: int | None = None
+    concat_embeddings: bool = True  # bilstm: pool [embedding; LSTM states]
+    heads: int = 4  # transformer
+    dropout: float = 0.1
+    # auto: a bilstm starts from the cache's token vectors, a transformer from its seed layers, when present;
+    # random | token-vectors (bilstm) | seed (transformer)
+    init: str = "auto"
+    token_weights: str = "cache"  # what the student pools with: the cached per-token (IDF) weights, or mean
+    # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py
+    # measures it), off for a transformer (not measured)
+    attention_pooling: bool | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float | None = None  # default: DEFAULT_LR by student and start
+    # bilstm: the token embedding learns at lr times this (0 freezes it); benchmarks/ablation.py measures it
+    embedding_lr_scale: float = 3.0
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps
+    schedule: str = "linear"  # one of SCHEDULES: the decay after warm-up
+    grad_clip: float = 1.0  # the largest gradient norm; 0: no clipping
+    loss: str = "cosine"  # one of LOSSES
+    mse_weight: float = 0.5  # the MSE share of loss "mix"
+    similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
+    temperature: float = 0.05  # of that similarity-matrix loss
+    val_fraction: float = 0.05
+    patience: int = 3  # epochs without a better held-out fidelity before stopping
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # one of PRECISIONS; auto: bf16 autocast on CUDA where supported, else fp32
+    resume: bool = False
+
+    def validate(self) -> None:
+        """Refuse, before any work, options that cannot give a student."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        for name in ("layers", "hidden", "embedding_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
+                   "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
+                   "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
+                   "temperature": self.temperature, "val_fraction": self.val_fraction}
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
+            raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
+        choices = {"student": STUDENTS, "init": INITS, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
+                   "precision": PRECISIONS, "preset": tuple(PRESETS)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.preset != "default" and self.student != "bilstm":
+            raise ConfigError(f"--preset {self.preset} sizes a BiLSTM; it does not apply to --student {self.student}")
+        if (self.init == "seed" and self.student != "transformer") or (self.init == "token-vectors" and self.student != "bilstm"):
+            raise ConfigError("--init seed applies to --student transformer, --init token-vectors to --student bilstm")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError("--val-fraction must be between 0 and 1")
+
+    def with_defaults(self, teacher_dim: int) -> "TrainConfig":
+        """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
+        sizes, and attention pooling."""
+        bilstm = self.student == "bilstm"
+        attention = bilstm if self.attention_pooling is None else self.attention_pooling
+        sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None} if bilstm else {}
+        return replace(self, attention_pooling=attention, **sizes)
+
+    @staticmethod
+    def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
+        """Settings an older release recorded (in a checkpoint), in today's names."""
+        renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
+        return {renamed.get(k, k): v for k, v in settings.items()}
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the trained weights (device, precision and resume do not change the recipe)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
+                if k not in ("cache", "output", "device", "precision", "resume")}
