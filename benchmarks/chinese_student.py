@@ -76,7 +76,7 @@ def main() -> None:
     train_once(["--cache", cache, "--epochs", str(args.epochs)], student, args.workdir, commands)
 
     opened = open_cache(cache)
-    idf = IdfTable.load(cache / "idf.parquet")
+    idf = IdfTable.load(opened.idf_path)
     models = [
         TeacherEncoder(teacher, PoolingConfig("idf"), idf).as_eval_model("teacher on the text itself, IDF pooling (the cache's)"),
         TeacherEncoder(teacher, PoolingConfig("mean")).as_eval_model("teacher on the text itself, mean pooling", is_teacher=False),

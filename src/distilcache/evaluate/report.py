@@ -25,12 +25,14 @@ def markdown_tables(results: list[dict[str, Any]], k: int = 10) -> str:
         lines.append("")
     lines += ["### Accuracy (Spearman x100 of cosine similarity; fidelity, similarity agreement (Spearman x100 against the "
               "teacher's similarities of row pairs) and recall on held-out cache rows)", ""]
-    header = ["model", *sets, "mean", "gap to teacher", "gap %", "fidelity", "similarity agreement", f"recall@{k}"]
+    summary = ["mean", "gap to teacher", "gap %"] if sets else []  # of the STS sets
+    header = ["model", *sets, *summary, "fidelity", "similarity agreement", f"recall@{k}"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
-        cells = [r["model"], *(_number(r["sts"].get(s, {}).get("spearman")) for s in sets), _number(r.get("sts_mean")),
-                 _number(r.get("sts_gap")), _number(r.get("sts_gap_percent")), _number(r.get("fidelity"), 3),
-                 _number(r.get("similarity_agreement")), _number(r.get(f"recall@{k}"), 3)]
+        scores = [_number(r["sts"].get(s, {}).get("spearman")) for s in sets]
+        gaps = [_number(r.get("sts_mean")), _number(r.get("sts_gap")), _number(r.get("sts_gap_percent"))] if sets else []
+        cells = [r["model"], *scores, *gaps, _number(r.get("fidelity"), 3), _number(r.get("similarity_agreement")),
+                 _number(r.get(f"recall@{k}"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
     nonfinite = [f"{r['model']} on {s}: {v['nonfinite_pairs']}" for r in results for s, v in r["sts"].items() if v["nonfinite_pairs"]]
     if nonfinite:
