@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import SEED_DIR, TMP_PREFIX
 
@@ -17,12 +18,11 @@ from distilcache.cache_format.layout import SEED_DIR, TMP_PREFIX
 def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
     """The last layer, and for K > 1 the first, with the rest evenly spaced between (rounded half up).
 
-    Keeping the last layer matters most: the cached vectors live in its output space. On
-    all-MiniLM-L6-v2 with no training, layers 0 and 5 score 81.2 on STS-B dev (the best of the
-    15 pairs; 4 and 5 81.1), 0 and 3 (DistilBERT's even spacing from the first) 77.4, the best
-    pair without layer 5 78.5 (benchmarks/seed_layers.py); layer 5 alone 78.1, layer 0 alone 76.9."""
+    Keeping the last layer matters most: the cached vectors live in its output space; with it, the
+    first beats DistilBERT's even spacing (benchmarks/seed_layers.py scores every pair untrained,
+    benchmarks/results/SEED_LAYERS.md)."""
     if not 1 <= keep <= num_layers:
-        raise ValueError(f"--export-seed-layers must be between 1 and the teacher's {num_layers} layers, got {keep}")
+        raise ConfigError(f"--export-seed-layers must be between 1 and the teacher's {num_layers} layers, got {keep}")
     if keep == 1:
         return [num_layers - 1]
     return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
@@ -32,7 +32,7 @@ def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
     encoder = getattr(model, "encoder", None)
     layers = getattr(encoder, "layer", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"{type(model).__name__} has no encoder.layer list (a BERT-family encoder); cannot export seed layers")
+        raise ConfigError(f"{type(model).__name__} has no encoder.layer list (a BERT-family encoder); cannot export seed layers")
     indices = seed_layer_indices(len(layers), keep)
     seed = copy.deepcopy(model).float().cpu()
     seed.encoder.layer = nn.ModuleList(seed.encoder.layer[i] for i in indices)

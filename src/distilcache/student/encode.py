@@ -114,8 +114,8 @@ def _text_list(texts: Any) -> list[str]:
 
 
 def quantized_int8(model: StudentModel) -> StudentModel:
-    """Dynamic int8 quantisation of the LSTM and linear layers, for CPU inference: about 1.4x the
-    BiLSTM's throughput for a change of 0.03 in STS-B Spearman (benchmarks/student_speed.py)."""
+    """Dynamic int8 quantisation of the LSTM and linear layers, for CPU inference: faster for a small
+    change in the vectors (benchmarks/student_speed.py measures both)."""
     with warnings.catch_warnings():  # torch.ao's dynamic quantisation is deprecated in favour of torchao, still works
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)

@@ -12,7 +12,7 @@ from transformers import AutoModel, BertConfig
 
 from distilcache import hf_local
 
-_MAX_SIZE = 1 << 31  # any size field; the real check is against the weights files (persistence._check_shapes)
+_MAX_SIZE = 1 << 31  # any size field; the real check is against the weights files (student/directory.py checks them)
 
 
 @dataclass
