@@ -28,13 +28,15 @@ def build_vocab(texts: list[str]) -> list[str]:
     return specials + sorted(pieces)
 
 
-def make_teacher(directory: Path, texts: list[str] = CORPUS, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def make_teacher(directory: Path, texts: list[str] = CORPUS, hidden: int = 64, layers: int = 2, seed: int = 0,
+                 unused_tokens: int = 0) -> Path:
+    """unused_tokens pads the vocabulary with tokens no text uses, as large real vocabularies do."""
     directory.mkdir(parents=True, exist_ok=True)
-    vocab_file = directory / "vocab.txt"
-    vocab_file.write_text("\n".join(build_vocab(texts)) + "\n", encoding="utf-8")
+    vocab = build_vocab(texts) + [f"[unused{i}]" for i in range(unused_tokens)]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     (directory / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
     config = BertConfig(
-        vocab_size=len(build_vocab(texts)), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
         intermediate_size=hidden * 2, max_position_embeddings=128,
     )
     torch.manual_seed(seed)

@@ -20,7 +20,7 @@ ALLOWED = {
     "weighting": {"cache_format"},
     "teacher": {"cache_format", "hf_local", "devices", "inputs", "weighting"},
     "student": {"cache_format", "hf_local", "inputs", "weighting"},
-    "train": {"cache_format", "hf_local", "devices", "student"},
+    "train": {"cache_format", "hf_local", "devices", "student", "weighting"},
     "precompute": {"cache_format", "hf_local", "devices", "inputs", "weighting", "teacher"},
     "evaluate": {"cache_format", "devices", "inputs", "weighting", "teacher", "student"},
 }

@@ -73,6 +73,9 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=_default(PoolingConfig, "max_length"),
                         help="teacher tokens per text, specials included (default: 256, or fewer if the teacher has fewer positions)")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise the stored vectors")
+    parser.add_argument("--prefix", default=_default(PoolingConfig, "prefix"),
+                        help="prepended to what the teacher reads, e.g. \"query: \" for an e5 teacher; students never see it "
+                             "(its tokens weigh nothing under --pooling idf and count under mean)")
     parser.add_argument("--idf", dest="idf_file", type=Path, help="reuse this IDF table (an idf.parquet) instead of computing one")
     parser.add_argument("--dtype", choices=DTYPES, default=_default(PrecomputeConfig, "dtype"), help="stored vector type (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=_default(PrecomputeConfig, "batch_size"))
@@ -228,6 +231,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=train_config.INITS, default=default("init"),
                    help="auto (default): a BiLSTM starts from the cache's token vectors, a transformer from its seed layers "
                         "(precompute --export-seed-layers), when the cache has them")
+    p.add_argument("--vocabulary", choices=train_config.VOCABULARIES, default=default("vocabulary"),
+                   help="the embedding table: the pieces the cache uses (and the special tokens), or the whole tokenizer; "
+                        "auto (default): the cache's pieces for a vocabulary over 65,536 (a SentencePiece teacher's)")
     p.add_argument("--token-weights", "--pooling", choices=train_config.TOKEN_WEIGHTS, default=default("token_weights"),
                    help="what the student pools with: the cached per-token (IDF) weights (default) or a plain mean")
     p.add_argument("--attention-pooling", action=argparse.BooleanOptionalAction, default=default("attention_pooling"),
@@ -265,6 +271,7 @@ def _add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sts", type=Path, action="append", default=default("sts"), help="TSV with sentence1, sentence2, score; repeat for several")
     p.add_argument("--out", type=Path, help="write report.md, report.json and quality_vs_speed.png here")
     p.add_argument("--pooling", choices=POOLING_MODES, help="teacher pooling (default: the cache's, else mean)")
+    p.add_argument("--prefix", help="prepended to what the teacher reads (default: the cache's, else none)")
     p.add_argument("--idf", type=Path, help="IDF table for teacher IDF pooling (default: the cache's)")
     p.add_argument("--teacher-layers", type=int, help="keep only the teacher's first k layers (no training)")
     p.add_argument("--val-fraction", type=float, help="held-out fraction (default: the smallest the students trained with)")

@@ -11,6 +11,7 @@ from distilcache.cache_format.layout import SHARDS_DIR
 
 def dataset_card(manifest: dict[str, Any], name: str) -> str:
     teacher, pooling, vector = manifest["teacher"], manifest["pooling"], manifest["vector"]
+    prefix_note = f", the teacher read {pooling['prefix']!r} before each text" if pooling.get("prefix") else ""
     inputs = "\n".join(
         f"| {i['name']} | {i['format']} | {i.get('text_field', '(line)')} | {i.get('target_field') or '—'} | "
         f"{i['input_rows']:,} | {i['rows']:,} | {i['rejected']:,} |"
@@ -44,7 +45,7 @@ small student encoders as often as wanted without running the teacher again.
 |---|---|
 | rows | {manifest['total_rows']:,} in {len(manifest['shards'])} shard(s) (`{SHARDS_DIR}/`), {manifest['rejected']['count']:,} input rows rejected (`{manifest['rejected']['file']}`) |
 | teacher | {teacher['name']} ({teacher['architecture']}, {teacher['num_layers']} layers, hidden {teacher['hidden_size']}) |
-| pooling | {pooling['mode']}, layer {pooling['layer']}, smoothing {pooling['smoothing']}, max length {pooling['max_length']}, normalised {pooling['normalize']} |
+| pooling | {pooling['mode']}, layer {pooling['layer']}, smoothing {pooling['smoothing']}, max length {pooling['max_length']}, normalised {pooling['normalize']}{prefix_note} |
 | vectors | {vector['dim']} × {vector['dtype']} |
 | fingerprint | `{manifest['fingerprint']}` |
 

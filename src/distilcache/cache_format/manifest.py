@@ -66,6 +66,8 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     upgraded.setdefault("precision", (record.get("run") or {}).get("precision"))
     for section in ("student_tokenizer", "seed", "token_vectors", "card"):  # what older caches never held
         upgraded.setdefault(section, None)
+    if isinstance(record.get("pooling"), dict):  # before --prefix, the teacher read the text as it was
+        upgraded["pooling"] = {"prefix": ""} | record["pooling"]
     return upgraded
 
 

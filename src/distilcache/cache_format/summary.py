@@ -23,7 +23,8 @@ def describe(cache: Cache) -> str:
         f"format       v{manifest['format_version']} (distilcache {manifest['package_version']}), created {manifest['created_at']}",
         f"teacher      {teacher['name']} ({teacher['architecture']}, {teacher['num_layers']} layers, hidden {teacher['hidden_size']})",
         f"pooling      {pooling['mode']}, layer {pooling['layer']}, smoothing {pooling['smoothing']}, "
-        f"max_length {pooling['max_length']}, normalize {pooling['normalize']}",
+        f"max_length {pooling['max_length']}, normalize {pooling['normalize']}"
+        + (f", teacher prefix {pooling['prefix']!r}" if pooling.get("prefix") else ""),
         f"vectors      dim {manifest['vector']['dim']}, {manifest['vector']['dtype']}, computed in "
         f"{upgrade(manifest)['precision'] or 'a precision not recorded'}",
         f"rows         {manifest['total_rows']} ({manifest['stats']['truncated_rows']} truncated, "

@@ -32,6 +32,8 @@ def _teacher(config: EvaluationConfig, cache) -> EvalModel:
     pooling = PoolingConfig(**cache.pooling) if cache else PoolingConfig(mode="mean")
     if config.pooling:
         pooling = replace(pooling, mode=config.pooling)
+    if config.prefix is not None:
+        pooling = replace(pooling, prefix=config.prefix)
     idf = IdfTable.load(config.idf) if config.idf else (IdfTable.load(cache.idf_path) if cache and cache.idf_path else None)
     teacher = TeacherEncoder(config.teacher, pooling, idf if pooling.mode == "idf" else None, config.teacher_layers, config.device)
     label = f"teacher ({pooling.mode} pooling)" + (f", first {config.teacher_layers} layers" if config.teacher_layers else "")

@@ -11,6 +11,7 @@ class EvaluationConfig:
     teacher_cache: Path | str | None = None  # a cache (or URI) whose held-out rows give fidelity and recall@k
     sts: list[Path] = field(default_factory=list)  # TSV files with sentence1, sentence2, score
     pooling: str | None = None  # the teacher's pooling; default: the cache's, else mean
+    prefix: str | None = None  # prepended to what the teacher reads; default: the cache's, else none
     idf: Path | None = None  # IDF table for the teacher's IDF pooling; default: the cache's
     teacher_layers: int | None = None  # keep only the teacher's first k layers (no training)
     val_fraction: float | None = None  # held-out fraction; default: the smallest the students trained with

@@ -130,24 +130,21 @@ def run_teacher_ray(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
     todo = sorted(todo_set)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    missing = run._missing_extras(config, out, device, precision)
-    if missing:  # the extras (token vectors, seed layers) once, on this machine
+    missing = run._missing_extras(config, plan, out, device, precision)
+    run_info = run._run_info(config, device, precision, done) | {
+        "engine": "ray", "ray": ray.__version__, "ray_workers": config.ray_workers}
+    if todo:
+        started = _connect()
+        try:
+            run_info |= _run_actors(config, plan, idf, out, todo, done)
+        finally:
+            if started:  # a Ray the caller started stays up
+                ray.shutdown()
+    if missing:  # the extras (token vectors, seed layers) once, on this machine, after the shards they may read
         model = load_model(config.teacher, device)
         for export in missing:
             export(model)
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # leave the GPU memory to the actors
-    run_info = run._run_info(config, device, precision, done) | {
-        "engine": "ray", "ray": ray.__version__, "ray_workers": config.ray_workers}
-    if not todo:
-        return run_info
-    started = _connect()
-    try:
-        return run_info | _run_actors(config, plan, idf, out, todo, done)
-    finally:
-        if started:  # a Ray the caller started stays up
-            ray.shutdown()
+    return run_info
 
 
 def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path,

@@ -70,7 +70,7 @@ from distilcache.precompute.partitions import (
 from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.teacher.model import describe_teacher, load_model, load_tokenizer, pooled_vectors
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
-from distilcache.precompute.token_vectors import compute_token_vectors, token_vectors_table
+from distilcache.precompute.token_vectors import compute_token_vectors, coverage, token_vectors_table, used_token_ids
 from distilcache.weighting import SEGMENTER, IdfTable
 from distilcache.weighting.idf import FORMULA
 from distilcache.weighting.student_vocab import RULE as STUDENT_VOCAB_RULE
@@ -405,18 +405,28 @@ def _run_info(config: PrecomputeConfig, device: torch.device, precision: str, do
             "resumed_shards": len(done)}
 
 
-def _missing_extras(config: PrecomputeConfig, out: Path, device: torch.device, precision: str) -> list[Callable[[Any], None]]:
+def _missing_extras(config: PrecomputeConfig, plan: dict[str, Any], out: Path, device: torch.device,
+                    precision: str) -> list[Callable[[Any], None]]:
     """Exports of the files made from the teacher besides the shards that are still missing: each is
-    made once, by partition 0, from the loaded teacher."""
+    made once, by partition 0, from the loaded teacher, after the shards (token vectors may cover only
+    the pieces the shards use)."""
     extras = {}
     if config.export_seed_layers and config.partition == 0:
         extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
     if config.token_vectors and config.partition == 0:
-        tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-        extras[TOKEN_VECTORS_FILE] = lambda model: write_parquet_atomic(
-            token_vectors_table(compute_token_vectors(model, tokenizer, config.pooling.layer, device, precision), config.dtype),
-            out / TOKEN_VECTORS_FILE)
+        extras[TOKEN_VECTORS_FILE] = lambda model: _export_token_vectors(model, config, plan, out, device, precision)
     return [export for name, export in extras.items() if not (out / name).exists()]
+
+
+def _export_token_vectors(model: Any, config: PrecomputeConfig, plan: dict[str, Any], out: Path, device: torch.device,
+                          precision: str) -> None:
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    if coverage(tokenizer, config.partitioned) == "used":
+        token_ids = used_token_ids([out / shard_name(i) for i in range(plan["num_shards"])], tokenizer)
+    else:
+        token_ids = np.arange(len(tokenizer))
+    vectors = compute_token_vectors(model, tokenizer, token_ids, config.pooling.layer, config.pooling.prefix, device, precision)
+    write_parquet_atomic(token_vectors_table(token_ids, vectors, config.dtype), out / TOKEN_VECTORS_FILE)
 
 
 def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
@@ -424,16 +434,21 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     run_info = _run_info(config, device, precision, done)
-    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
-    missing = _missing_extras(config, out, device, precision)
+    missing = _missing_extras(config, plan, out, device, precision)
     if not todo and not missing:
         return run_info
     model = load_model(config.teacher, device)
+    if todo:
+        run_info |= _compute_shards(config, plan, idf, out, todo, done, model, device, precision)
     for export in missing:
         export(model)
-    if not todo:
-        return run_info
+    return run_info
+
+
+def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path, todo: set[int],
+                    done: set[int], model: Any, device: torch.device, precision: str) -> dict[str, Any]:
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
     dim = plan["vector"]["dim"]
     started, rows_done = time.perf_counter(), 0
     log.info("teacher %s on %s (%s), %d shard(s) to compute", plan["teacher"]["name"], device, precision, len(todo))
@@ -453,8 +468,7 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
                 rows_done += len(shard_rows)
                 shard_rows, shard_vectors = [], []
     seconds = time.perf_counter() - started
-    run_info |= {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
-    return run_info
+    return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
 
 
 # ---------------------------------------------------------------- finish: the manifest, written last
@@ -492,9 +506,11 @@ def _remove_run_files(out: Path) -> None:
 
 
 def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
-    rows = pq.ParquetFile(out / TOKEN_VECTORS_FILE).metadata.num_rows
-    return {"file": TOKEN_VECTORS_FILE, "sha256": sha256_file(out / TOKEN_VECTORS_FILE), "rows": rows,
-            "dim": plan["vector"]["dim"], "dtype": plan["vector"]["dtype"], "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
+    token_ids = pq.read_table(out / TOKEN_VECTORS_FILE, columns=["token_id"])["token_id"].to_numpy()
+    every = np.array_equal(token_ids, np.arange(len(token_ids)))
+    return {"file": TOKEN_VECTORS_FILE, "sha256": sha256_file(out / TOKEN_VECTORS_FILE), "rows": len(token_ids),
+            "coverage": "all" if every else "used", "dim": plan["vector"]["dim"], "dtype": plan["vector"]["dtype"],
+            "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
 
 
 # ---------------------------------------------------------------- entry point

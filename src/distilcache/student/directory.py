@@ -5,6 +5,7 @@ distilcache_student.json   config, pooling rule, teacher and cache provenance, a
 model.safetensors          encoder weights (a transformer also has config.json: AutoModel loads it)
 projection.safetensors     the linear map to the teacher's dim, when the encoder's width differs
 attention.safetensors      the learned per-token scores, for a student trained with attention pooling
+vocabulary.safetensors     the tokenizer id of each embedding row, when the table holds only the cache's pieces
 tokenizer files, idf.parquet
 student.onnx               only after `distilcache export-onnx`: the forward pass for onnxruntime
 
@@ -18,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -30,6 +32,7 @@ from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.paths import resolve_inside
 from distilcache.cache_format.writer import move_into_place, write_json_atomic
 from distilcache.student.model import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
+from distilcache.student.vocabulary import VOCABULARY_FILE, load_vocabulary, save_vocabulary
 
 STUDENT_FILE = "distilcache_student.json"
 FORMAT = "distilcache-student"
@@ -40,7 +43,8 @@ ATTENTION_FILE = "attention.safetensors"
 HEAD_FILES = {"projection": PROJECTION_FILE, "attention": ATTENTION_FILE}  # the layers after the encoder
 IDF_FILE = "idf.parquet"
 ONNX_FILE = "student.onnx"  # only after `distilcache export-onnx`
-WEIGHT_FILES = (WEIGHTS_FILE, CONFIG_FILE, PROJECTION_FILE, ATTENTION_FILE)  # what the ONNX export is made from
+# what the ONNX export is made from; the vocabulary maps ids before the graph, in the Python both backends share
+WEIGHT_FILES = (WEIGHTS_FILE, CONFIG_FILE, PROJECTION_FILE, ATTENTION_FILE)
 
 
 class StudentError(DistilcacheError, ValueError):
@@ -48,7 +52,7 @@ class StudentError(DistilcacheError, ValueError):
 
 
 def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tokenizer_files: list[Path],
-                 idf_file: Path | None) -> None:
+                 idf_file: Path | None, table_ids: np.ndarray | None = None) -> None:
     """Write the student so that a kill at any moment leaves the previous complete student or a directory
     that load refuses: every file is built in a temp folder, renamed into place, and the JSON that holds
     their sha256 is written last. Of the tokenizer, only the files of a tokenizer are copied."""
@@ -58,6 +62,8 @@ def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tok
     staging.mkdir()
     try:
         _write_files(staging, model, tokenizer_files, idf_file)
+        if table_ids is not None:
+            save_vocabulary(staging / VOCABULARY_FILE, table_ids)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         for name in files:
             move_into_place(staging / name, directory / name)
@@ -172,3 +178,14 @@ def load_student_model(directory: Path) -> tuple[dict[str, Any], StudentModel]:
         if getattr(model, head) is not None:
             getattr(model, head).load_state_dict(load_file(str(directory / file)))
     return info, model.eval()
+
+
+def read_table_ids(directory: Path, config: StudentConfig, tokenizer_size: int) -> np.ndarray | None:
+    """The tokenizer id of each embedding row, checked; None when the table holds the whole tokenizer."""
+    path = directory / VOCABULARY_FILE
+    if not path.is_file():
+        if config.vocab_size < tokenizer_size:
+            raise StudentError(f"{directory}: an embedding table of {config.vocab_size} rows for a tokenizer of "
+                               f"{tokenizer_size} tokens, and no {VOCABULARY_FILE} to map them")
+        return None
+    return load_vocabulary(path, config.vocab_size, tokenizer_size, StudentError)

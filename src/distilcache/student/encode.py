@@ -24,7 +24,9 @@ from distilcache.cache_format.writer import write_parquet_atomic, write_text_ato
 from distilcache.inputs import InputSpec, Record, Rejection, iter_corpus
 from distilcache.student.backends import BACKENDS, default_backend
 from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
-from distilcache.student.directory import IDF_FILE, ONNX_FILE, StudentError, load_student_model, student_file, weights_digest
+from distilcache.student.vocabulary import lookup_table
+from distilcache.student.directory import (IDF_FILE, ONNX_FILE, StudentError, load_student_model, read_table_ids, student_file,
+                                          weights_digest)
 from distilcache.weighting import IdfTable, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
@@ -35,8 +37,9 @@ class Student:
     """A loaded student: encode texts exactly as precompute weighted them, without any teacher."""
 
     def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None,
-                 onnx_session: Any = None, backend: str = "torch"):
+                 onnx_session: Any = None, backend: str = "torch", lookup: np.ndarray | None = None):
         self.directory = directory
+        self.lookup = lookup  # tokenizer id -> embedding row, when the table holds only the cache's pieces
         self.backend = backend  # one of BACKENDS but auto: what runs the forward pass
         self.info = info
         self.model = model.eval()
@@ -74,11 +77,12 @@ class Student:
             for start in range(0, len(texts), ENCODE_WINDOW):
                 window = texts[start : start + ENCODE_WINDOW]
                 tokens = weighted_batch(window, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
+                token_ids = tokens.token_ids if self.lookup is None else self.lookup[tokens.token_ids]
                 starts = tokens.starts
                 order = np.argsort(tokens.counts, kind="stable")
                 for b in range(0, len(order), batch_size):
                     members = order[b : b + batch_size]
-                    batch = pad_rows(tokens.token_ids, tokens.weights, starts[members], tokens.counts[members],
+                    batch = pad_rows(token_ids, tokens.weights, starts[members], tokens.counts[members],
                                      self.model.config.pad_id)
                     vectors = self._forward(batch)
                     if normalize_embeddings:
@@ -134,10 +138,11 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
         backend = default_backend(info, device)
     tokenizer = hf_local.load_tokenizer(directory)
     idf = IdfTable.load(student_file(directory, IDF_FILE)) if info["pooling"]["mode"] == "idf" else None
+    lookup = _lookup(directory, model, tokenizer)
     if backend == "torch":
-        return Student(directory, info, model, tokenizer, idf).to(device)
+        return Student(directory, info, model, tokenizer, idf, lookup=lookup).to(device)
     if backend == "torch-int8":
-        return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend)
+        return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend, lookup=lookup)
     if not (directory / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{directory / ONNX_FILE} not found: run `distilcache export-onnx {directory}` first")
     import onnxruntime
@@ -148,7 +153,16 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
         raise StudentError(f"{directory / ONNX_FILE} was exported from other weights than the student's "
                            f"({'not recorded: an older export' if exported_from is None else 'training went on since'}): "
                            f"run `distilcache export-onnx {directory}` again")
-    return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend)
+    return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend, lookup=lookup)
+
+
+def _lookup(directory: Path, model: StudentModel, tokenizer: Any) -> np.ndarray | None:
+    """Tokenizer id -> embedding row for a table of the cache's pieces; a piece it lacks reads as unknown."""
+    table_ids = read_table_ids(directory, model.config, len(tokenizer))
+    if table_ids is None:
+        return None
+    rows = {int(token): row for row, token in enumerate(table_ids)}
+    return lookup_table(table_ids, len(tokenizer), rows.get(tokenizer.unk_token_id, model.config.pad_id))
 
 
 def encode_files(student: Student, inputs: list[InputSpec], output: Path, batch_size: int = 256,

@@ -13,3 +13,7 @@ class PoolingConfig:
     smoothing: float = 0.1  # added to every character's IDF weight
     max_length: int | None = None  # teacher tokens, specials included; None: min(DEFAULT_MAX_LENGTH, the teacher's positions)
     normalize: bool = False  # L2-normalise the pooled vector
+    # prepended to what the teacher reads (e5 wants "query: "); students never see it. Its tokens weigh
+    # nothing under idf pooling (the IDF weights come from the text alone) and count like any token under
+    # mean pooling, as the teacher's own mean pooling counts them
+    prefix: str = ""

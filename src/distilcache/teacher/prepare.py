@@ -41,13 +41,15 @@ def prepare_rows(
     records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None,
     student_tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> list[PreparedRow]:
-    """Teacher inputs from each record's target (or text) through the teacher's tokenizer; student
-    tokens from its text through student_tokenizer (None: the teacher's, and one tokenisation serves
-    both sides of a row without a target)."""
+    """Teacher inputs from the prefix and each record's target (or text) through the teacher's tokenizer;
+    student tokens from its text alone through student_tokenizer (None: the teacher's, and one
+    tokenisation serves both sides of a row without a target or prefix)."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
     weight_idf = idf if pooling.mode == "idf" else None
-    teacher = weighted_tokens([r.target_text or r.text for r in records], tokenizer, pooling.max_length, weight_idf, pooling.smoothing)
-    own = [i for i, r in enumerate(records) if r.target_text is not None or student_tokenizer is not None]
+    teacher = weighted_tokens([pooling.prefix + (r.target_text or r.text) for r in records], tokenizer, pooling.max_length,
+                              weight_idf, pooling.smoothing, skip=len(pooling.prefix))
+    separate_student = bool(pooling.prefix) or student_tokenizer is not None
+    own = [i for i, r in enumerate(records) if r.target_text is not None or separate_student]
     student = list(teacher)
     separate = weighted_tokens([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
                                weight_idf, pooling.smoothing)

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from distilcache import hf_local
 from distilcache.student.model import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
@@ -18,10 +19,12 @@ def principal_components(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.
     return ((vectors - mean) @ basis.T).astype(np.float32), basis.astype(np.float32), mean.astype(np.float32)
 
 
-def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vectors: np.ndarray | None = None) -> StudentModel:
-    """A new student. With seed_dir, a transformer starts from the teacher layers stored there; with
-    token_vectors (vocabulary x teacher dim), a BiLSTM's embedding starts from the teacher's static
-    vectors, PCA-reduced when its embedding_dim is smaller."""
+def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vectors: np.ndarray | None = None,
+                  table_ids: np.ndarray | None = None) -> StudentModel:
+    """A new student. With seed_dir, a transformer starts from the teacher layers stored there, its token
+    embeddings cut to the rows of table_ids (the tokenizer id of each row of the student's table; default:
+    every id); with token_vectors (a row per table row x teacher dim), a BiLSTM's embedding starts from the
+    teacher's static vectors, PCA-reduced when its embedding_dim is smaller."""
     if config.kind == "bilstm":
         encoder = BiLSTMEncoder(config)
         model = StudentModel(config, encoder)
@@ -32,10 +35,19 @@ def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vec
         if seed_dir is None:
             return StudentModel(config, TransformerEncoder.fresh(config))
         encoder = TransformerEncoder.load(seed_dir)
-        if config.vocab_size > encoder.model.config.vocab_size:  # tokens the student tokenizer added
-            encoder.model.resize_token_embeddings(config.vocab_size)
+        _cut_embeddings(encoder.model, np.arange(config.vocab_size) if table_ids is None else table_ids, config.pad_id)
         return StudentModel(config, encoder)
     raise ValueError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")
+
+
+def _cut_embeddings(model: nn.Module, table_ids: np.ndarray, pad_row: int) -> None:
+    """The seed's token embedding as the student's table: row i is token table_ids[i]; ids past the seed's
+    vocabulary (tokens the student tokenizer added) start as new rows, as resize_token_embeddings makes them."""
+    if int(table_ids.max(initial=-1)) >= model.config.vocab_size:
+        model.resize_token_embeddings(int(table_ids.max()) + 1)
+    rows = model.get_input_embeddings().weight.data[torch.as_tensor(table_ids, dtype=torch.long)].clone()
+    model.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False, padding_idx=pad_row))
+    model.config.vocab_size, model.config.pad_token_id = len(table_ids), pad_row
 
 
 def _start_from_token_vectors(model: StudentModel, token_vectors: np.ndarray) -> None:

@@ -11,6 +11,9 @@ from distilcache.cache_format.errors import ConfigError
 STUDENTS = ("bilstm", "transformer")
 INITS = ("auto", "random", "token-vectors", "seed")
 TOKEN_WEIGHTS = ("cache", "mean")  # the cached per-token (IDF) weights, or uniform ones
+# the embedding table: the pieces the cache uses (and the special tokens), or the whole tokenizer; auto:
+# the cache's pieces for a vocabulary over weighting.student_vocab.LARGE_VOCABULARY, else the whole
+VOCABULARIES = ("auto", "cache", "tokenizer")
 LOSSES = ("cosine", "mse", "mix")
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -41,6 +44,7 @@ class TrainConfig:
     # auto: a bilstm starts from the cache's token vectors, a transformer from its seed layers, when present;
     # random | token-vectors (bilstm) | seed (transformer)
     init: str = "auto"
+    vocabulary: str = "auto"  # one of VOCABULARIES
     token_weights: str = "cache"  # what the student pools with: the cached per-token (IDF) weights, or mean
     # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py
     # measures it), off for a transformer (not measured)
@@ -91,7 +95,7 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
             raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
-        choices = {"student": STUDENTS, "init": INITS, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
+        choices = {"student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
                    "precision": PRECISIONS, "preset": tuple(PRESETS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -115,7 +119,7 @@ class TrainConfig:
     def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
         """Settings an older release recorded (in a checkpoint), in today's names."""
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
-        return {renamed.get(k, k): v for k, v in settings.items()}
+        return {"vocabulary": "auto"} | {renamed.get(k, k): v for k, v in settings.items()}  # auto: what it did
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""

