@@ -106,6 +106,9 @@ def test_a_large_vocabulary_gets_token_vectors_only_for_the_pieces_the_cache_use
     stored = set(pq.read_table(cache.token_vectors_path)["token_id"].to_pylist())
     assert used <= stored and len(stored) < 1000 < large["vocab"]
     assert cache.manifest["token_vectors"]["coverage"] == "used"
+    seed = json.loads((cache.seed_dir / "config.json").read_text())  # the seed's embedding: those pieces too
+    assert cache.manifest["seed"]["vocabulary"] == "used" and set(seed["distilcache_seed_token_ids"]) == stored
+    assert (cache.seed_dir / "model.safetensors").stat().st_size < (large["teacher"] / "model.safetensors").stat().st_size / 4
 
 
 @pytest.mark.parametrize("student", ["bilstm", "transformer"])

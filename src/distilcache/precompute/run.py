@@ -412,19 +412,26 @@ def _missing_extras(config: PrecomputeConfig, plan: dict[str, Any], out: Path, d
     the pieces the shards use)."""
     extras = {}
     if config.export_seed_layers and config.partition == 0:
-        extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out)
+        extras[SEED_DIR] = lambda model: export_seed_layers(model, config.export_seed_layers, out, _cache_pieces(config, plan, out))
     if config.token_vectors and config.partition == 0:
         extras[TOKEN_VECTORS_FILE] = lambda model: _export_token_vectors(model, config, plan, out, device, precision)
     return [export for name, export in extras.items() if not (out / name).exists()]
 
 
+def _cache_pieces(config: PrecomputeConfig, plan: dict[str, Any], out: Path) -> np.ndarray | None:
+    """The teacher token ids the cache's rows use (and the special tokens) when the vocabulary is large
+    enough to keep only those (token_vectors.coverage), else None: every token."""
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    if coverage(tokenizer, config.partitioned) == "all":
+        return None
+    return used_token_ids([out / shard_name(i) for i in range(plan["num_shards"])], tokenizer)
+
+
 def _export_token_vectors(model: Any, config: PrecomputeConfig, plan: dict[str, Any], out: Path, device: torch.device,
                           precision: str) -> None:
     tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    if coverage(tokenizer, config.partitioned) == "used":
-        token_ids = used_token_ids([out / shard_name(i) for i in range(plan["num_shards"])], tokenizer)
-    else:
-        token_ids = np.arange(len(tokenizer))
+    pieces = _cache_pieces(config, plan, out)
+    token_ids = np.arange(len(tokenizer)) if pieces is None else pieces
     vectors = compute_token_vectors(model, tokenizer, token_ids, config.pooling.layer, config.pooling.prefix, device, precision)
     write_parquet_atomic(token_vectors_table(token_ids, vectors, config.dtype), out / TOKEN_VECTORS_FILE)
 

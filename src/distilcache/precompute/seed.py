@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from distilcache.cache_format.errors import ConfigError
@@ -28,7 +30,9 @@ def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
     return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
 
 
-def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
+def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path, token_ids: np.ndarray | None = None) -> None:
+    """Save the teacher's embeddings and `keep` of its layers as a Hugging Face model in cache_dir/seed; with
+    token_ids (a large vocabulary), only those rows of the token embedding, listed in the seed's config."""
     encoder = getattr(model, "encoder", None)
     layers = getattr(encoder, "layer", None)
     if not isinstance(layers, nn.ModuleList):
@@ -38,6 +42,11 @@ def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path) -> None:
     seed.encoder.layer = nn.ModuleList(seed.encoder.layer[i] for i in indices)
     seed.config.num_hidden_layers = keep
     seed.config.distilcache_seed_layers = indices  # recorded in config.json: which teacher layers these are
+    if token_ids is not None:
+        rows = seed.get_input_embeddings().weight.data[torch.as_tensor(token_ids, dtype=torch.long)].clone()
+        seed.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False))
+        seed.config.vocab_size = len(token_ids)
+        seed.config.distilcache_seed_token_ids = [int(i) for i in token_ids]  # the tokenizer id of each embedding row
     tmp = cache_dir / f"{TMP_PREFIX}{os.getpid()}-{SEED_DIR}"
     shutil.rmtree(tmp, ignore_errors=True)
     seed.save_pretrained(str(tmp))
@@ -48,5 +57,7 @@ def seed_entry(cache_dir: Path, num_layers: int) -> dict[str, Any]:
     """The manifest entry, with the layers read from the exported seed itself: a cache resumed by a
     later version whose rule picks other layers still records the ones it holds."""
     files = {f"{SEED_DIR}/{p.name}": sha256_file(p) for p in sorted((cache_dir / SEED_DIR).iterdir())}
-    layers = json.loads((cache_dir / SEED_DIR / "config.json").read_text(encoding="utf-8"))["distilcache_seed_layers"]
-    return {"dir": SEED_DIR, "layers": layers, "teacher_layers": num_layers, "files": files}
+    config = json.loads((cache_dir / SEED_DIR / "config.json").read_text(encoding="utf-8"))
+    vocabulary = "used" if "distilcache_seed_token_ids" in config else "all"
+    return {"dir": SEED_DIR, "layers": config["distilcache_seed_layers"], "teacher_layers": num_layers, "vocabulary": vocabulary,
+            "files": files}

@@ -89,7 +89,7 @@ def _build_student(config: TrainConfig, init: str, cache: Cache, table_ids: np.n
         student = StudentConfig("transformer", vocab_size, dim, pad_row, seed.hidden_size, seed.num_hidden_layers,
                                 num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout,
                                 attention_pooling=config.attention_pooling)
-        return build_student(student, seed_dir=cache.seed_dir, table_ids=table_ids)
+        return build_student(student, seed_dir=cache.seed_dir, table_ids=table_ids, unk_id=unk_id)
     if config.student == "transformer":
         return build_student(StudentConfig("transformer", vocab_size, dim, pad_row, config.hidden or 256, config.layers or 2,
                                            num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout,
