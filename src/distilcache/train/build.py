@@ -71,7 +71,7 @@ def _seed_rows(seed_ids: Any, rows: int) -> dict[int, int]:
 def _start_from_token_vectors(model: StudentModel, token_vectors: np.ndarray) -> None:
     config, embedding = model.config, model.encoder.embedding
     if token_vectors.shape[0] != config.vocab_size or token_vectors.shape[1] < config.embedding_dim:
-        raise CacheError(f"token vectors {token_vectors.shape} do not fit the embedding {tuple(embedding.weight.shape)}")
+        raise ConfigError(f"token vectors {token_vectors.shape} do not fit the embedding {tuple(embedding.weight.shape)}")
     if token_vectors.shape[1] > config.embedding_dim:
         reduced, basis, mean = principal_components(token_vectors, config.embedding_dim)
     else:
