@@ -33,6 +33,19 @@ def test_recall_at_k_matches_hand_computed_neighbours():
         recall_at_k(teacher, teacher, k=5)
 
 
+def test_similarity_agreement_ranks_the_pairs_as_the_teacher_does():
+    from distilcache.evaluate.metrics import similarity_agreement
+
+    teacher = np.random.default_rng(0).normal(size=(50, 8))
+    assert similarity_agreement(teacher, teacher) == pytest.approx(100)
+    assert similarity_agreement(2 * teacher + 0.0, teacher) == pytest.approx(100)  # cosines ignore the scale
+    rotated = teacher @ np.linalg.qr(np.random.default_rng(1).normal(size=(8, 8)))[0]
+    assert similarity_agreement(rotated, teacher) == pytest.approx(100)  # and any rotation of the space
+    noise = np.random.default_rng(2).normal(size=(50, 8))
+    assert abs(similarity_agreement(noise, teacher)) < 10  # unrelated vectors rank pairs at random
+    assert math.isnan(similarity_agreement(teacher[:1], teacher[:1]))  # one row has no pair
+
+
 def test_sts_files_are_read_and_bad_lines_named(tmp_path):
     good = tmp_path / "dev.tsv"
     good.write_text("sentence1\tsentence2\tscore\na\tb\t4.5\nc\td\t0\n", encoding="utf-8")
