@@ -1,4 +1,4 @@
-"""distilcache precompute | idf | merge | inspect | verify | train | encode | export-onnx | evaluate | demo.
+"""distilcache precompute | idf | merge | inspect | verify | train | encode | export-onnx | export | evaluate | demo.
 
 Parse the arguments, build the library's config by keyword, call the library. Every default and
 every choice comes from the config dataclasses and their constants, which import without torch.
@@ -20,7 +20,7 @@ from distilcache.cache_format.summary import describe
 from distilcache.evaluate.config import EvaluationConfig
 from distilcache.inputs import InputSpec
 from distilcache.precompute.config import DTYPES, ENGINES, PRECISIONS, STUDENT_VOCABS, PrecomputeConfig
-from distilcache.student.backends import BACKENDS
+from distilcache.student.backends import BACKENDS, EXPORT_MODULES
 from distilcache.teacher.config import POOLING_MODES, PoolingConfig
 from distilcache.train import config as train_config
 from distilcache.train.config import TrainConfig
@@ -188,6 +188,15 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from distilcache.student.st_export import export_sentence_transformers
+
+    modules = export_sentence_transformers(args.model, args.output, args.modules)
+    load = "SentenceTransformer(dir)" if modules == "plain" else "SentenceTransformer(dir, trust_remote_code=True) with distilcache installed"
+    print(f"{args.output}: {args.model} as a sentence-transformers directory ({modules} modules); load it with {load}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from distilcache.evaluate.compare import compare
     from distilcache.evaluate.report import markdown_tables, write_report
@@ -347,6 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="student directory")
     p.add_argument("--output", type=Path, help="where to write the .onnx file (default: <model>/student.onnx)")
     p.set_defaults(run=_cmd_export_onnx)
+
+    p = commands.add_parser("export", help="write a student in another library's format (sentence-transformers)")
+    p.add_argument("model", type=Path, help="student directory")
+    p.add_argument("--format", choices=["sentence-transformers"], required=True)
+    p.add_argument("--output", type=Path, required=True, help="a new or empty directory")
+    p.add_argument("--modules", choices=EXPORT_MODULES, default="auto",
+                   help="plain: sentence-transformers' own modules, loadable without distilcache (a transformer student that "
+                        "pools with uniform weights, no attention); distilcache: one module running the student as "
+                        "load_student does (any student; needs distilcache installed and trust_remote_code=True); "
+                        "auto (default): plain when the student allows it")
+    p.set_defaults(run=_cmd_export)
 
     p = commands.add_parser("evaluate", help="STS Spearman, fidelity, similarity agreement, retrieval agreement and speed, side by side")
     _add_evaluate_options(p)

@@ -1,8 +1,11 @@
-"""What runs a student's forward pass; plain settings, no torch."""
+"""What runs a student's forward pass (torch, onnxruntime, or sentence-transformers after an export); plain
+settings, no torch."""
 
 from typing import Any
 
 BACKENDS = ("auto", "torch", "torch-int8", "onnx")
+# the modules of a sentence-transformers export (student/st_export.py)
+EXPORT_MODULES = ("auto", "plain", "distilcache")
 
 
 def default_backend(info: dict[str, Any], device: Any) -> str:

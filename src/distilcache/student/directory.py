@@ -9,6 +9,8 @@ vocabulary.safetensors     the tokenizer id of each embedding row, when the tabl
 tokenizer files, idf.parquet
 student.onnx               only after `distilcache export-onnx`: the forward pass for onnxruntime
 
+`distilcache export --format sentence-transformers` copies the files the JSON names (copy_student).
+
 A student directory may come from someone else. Loading reads only the files its JSON names (plain
 names inside the directory, checked against their sha256), runs no code shipped with it, and checks
 every declared tensor shape against the safetensors headers before anything is allocated.
@@ -111,6 +113,16 @@ def read_student_info(directory: Path) -> dict[str, Any]:
                                    "(a killed training run: rerun it with --resume) or modified since")
     hf_local.check_no_shipped_code(directory)
     return info
+
+
+def copy_student(source: Path, info: dict[str, Any], target: Path) -> None:
+    """The files the student is made of (not its checkpoint, log or exports) into target, its JSON last."""
+    names = info.get("files") or [name for name in (*WEIGHT_FILES, IDF_FILE, VOCABULARY_FILE, *sorted(hf_local.TOKENIZER_FILES))
+                                   if (source / name).is_file()]  # a student saved before the checksums
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(student_file(source, name), target / name)
+    shutil.copyfile(source / STUDENT_FILE, target / STUDENT_FILE)
 
 
 def student_file(directory: Path, name: object) -> Path:

@@ -27,7 +27,7 @@ from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
 from distilcache.student.vocabulary import lookup_table
 from distilcache.student.directory import (IDF_FILE, ONNX_FILE, StudentError, load_student_model, read_table_ids, student_file,
                                           weights_digest)
-from distilcache.weighting import IdfTable, weighted_batch
+from distilcache.weighting import IdfTable, WeightedBatch, weighted_batch
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
 ONNX_WEIGHTS_KEY = "distilcache.weights_sha256"  # in student.onnx's metadata: the weights it was exported from
@@ -70,19 +70,15 @@ class Student:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         single = isinstance(texts, str)
         texts = [texts] if single else _text_list(texts)
-        pooling = self.info["pooling"]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         show = len(texts) > batch_size if show_progress_bar is None else show_progress_bar
         with tqdm(total=len(texts), disable=not show, desc="encode", unit=" sent") as bar, torch.inference_mode():
             for start in range(0, len(texts), ENCODE_WINDOW):
-                window = texts[start : start + ENCODE_WINDOW]
-                tokens = weighted_batch(window, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
-                token_ids = tokens.token_ids if self.lookup is None else self.lookup[tokens.token_ids]
-                starts = tokens.starts
+                token_ids, tokens = self.weighted(texts[start : start + ENCODE_WINDOW])
                 order = np.argsort(tokens.counts, kind="stable")
                 for b in range(0, len(order), batch_size):
                     members = order[b : b + batch_size]
-                    batch = pad_rows(token_ids, tokens.weights, starts[members], tokens.counts[members],
+                    batch = pad_rows(token_ids, tokens.weights, tokens.starts[members], tokens.counts[members],
                                      self.model.config.pad_id)
                     vectors = self._forward(batch)
                     if normalize_embeddings:
@@ -90,6 +86,17 @@ class Student:
                     out[start + members] = vectors
                     bar.update(len(members))
         return out[0] if single else out
+
+    def weighted(self, texts: list[str]) -> tuple[np.ndarray, WeightedBatch]:
+        """The texts' tokens weighted as precompute weighted them, and their rows of the embedding table."""
+        pooling = self.info["pooling"]
+        tokens = weighted_batch(texts, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
+        return (tokens.token_ids if self.lookup is None else self.lookup[tokens.token_ids]), tokens
+
+    def padded(self, texts: list[str]) -> PaddedBatch:
+        """One padded batch of the texts, in their order (what the forward pass reads)."""
+        token_ids, tokens = self.weighted(texts)
+        return pad_rows(token_ids, tokens.weights, tokens.starts, tokens.counts, self.model.config.pad_id)
 
     def _forward(self, batch: PaddedBatch) -> np.ndarray:
         if self.onnx_session is not None:
