@@ -42,6 +42,13 @@ def _options(args: argparse.Namespace, config: type) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if f.name in vars(args)}
 
 
+def _dims(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected dimensions separated by commas, such as 64,128,256; got {text!r}") from None
+
+
 # ---------------------------------------------------------------- options shared by several commands
 
 
@@ -173,8 +180,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from distilcache.student.encode import encode_files, load_student, rejections_file
 
     student = load_student(args.model, device=resolve_device(args.device), backend=args.backend)
-    written, rejections = encode_files(student, _inputs(args, args.input), args.output, args.batch_size, args.normalize)
-    print(f"{args.output}: {written} vectors of dim {student.dim}"
+    written, rejections = encode_files(student, _inputs(args, args.input), args.output, args.batch_size, args.normalize, args.dim)
+    print(f"{args.output}: {written} vectors of dim {args.dim or student.dim}"
           + (f"; {len(rejections)} rows rejected, see {rejections_file(args.output)}" if rejections else ""))
     return 0
 
@@ -263,6 +270,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--similarity-weight", type=float, default=default("similarity_weight"),
                    help="add this times the in-batch similarity-matrix loss (KL of softmax over cosines)")
     p.add_argument("--temperature", type=float, default=default("temperature"), help="temperature of the similarity-matrix loss")
+    p.add_argument("--matryoshka-dims", type=_dims, default=default("matryoshka_dims"),
+                   help="e.g. 64,128,256: train the first k dimensions of the vectors to work on their own "
+                        "(encode --dim k); each adds the similarity-matrix loss of the student's first k dimensions")
+    p.add_argument("--matryoshka-weight", type=float, default=default("matryoshka_weight"),
+                   help="weight of those Matryoshka losses (default %(default)s)")
     p.add_argument("--val-fraction", type=float, default=default("val_fraction"), help="held-out rows, chosen by id hash (default %(default)s)")
     p.add_argument("--patience", type=int, default=default("patience"), help="epochs without a better held-out fidelity before stopping")
     p.add_argument("--seed", type=int, default=default("seed"))
@@ -344,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="vectors.parquet: id, text, vector")
     _add_input_options(p, targets=False)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors (after --dim)")
+    p.add_argument("--dim", type=int, help="keep the first k dimensions (a student trained with --matryoshka-dims)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto (default): torch-int8 for a --preset fast student on the CPU, else torch; "

@@ -7,6 +7,7 @@ onnxruntime instead of torch; backend="torch-int8" quantises it to int8 on load 
 weighting are the same Python code whatever the backend).
 """
 
+import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from distilcache.student.vocabulary import lookup_table
 from distilcache.student.directory import (IDF_FILE, ONNX_FILE, StudentError, load_student_model, read_table_ids, student_file,
                                           weights_digest)
 from distilcache.weighting import IdfTable, WeightedBatch, weighted_batch
+
+log = logging.getLogger(__name__)
 
 ENCODE_WINDOW = 8192  # texts tokenised and length-sorted together
 ONNX_WEIGHTS_KEY = "distilcache.weights_sha256"  # in student.onnx's metadata: the weights it was exported from
@@ -63,14 +66,17 @@ class Student:
         batch_size: int = 256,
         show_progress_bar: bool | None = None,
         normalize_embeddings: bool = False,
+        dim: int | None = None,
     ) -> np.ndarray:
         """Vectors (len(texts), dim) as float32; a single string gives one (dim,) vector.
-        Empty or all-unknown texts still get finite vectors."""
+        Empty or all-unknown texts still get finite vectors. dim keeps the first dim dimensions (before
+        normalize_embeddings): what a student trained with --matryoshka-dims is trained for."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        width = self._width(dim)
         single = isinstance(texts, str)
         texts = [texts] if single else _text_list(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(texts), width), dtype=np.float32)
         show = len(texts) > batch_size if show_progress_bar is None else show_progress_bar
         with tqdm(total=len(texts), disable=not show, desc="encode", unit=" sent") as bar, torch.inference_mode():
             for start in range(0, len(texts), ENCODE_WINDOW):
@@ -80,12 +86,28 @@ class Student:
                     members = order[b : b + batch_size]
                     batch = pad_rows(token_ids, tokens.weights, tokens.starts[members], tokens.counts[members],
                                      self.model.config.pad_id)
-                    vectors = self._forward(batch)
+                    vectors = self._forward(batch)[:, :width]
                     if normalize_embeddings:
                         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
                     out[start + members] = vectors
                     bar.update(len(members))
         return out[0] if single else out
+
+    @property
+    def matryoshka_dims(self) -> list[int]:
+        """The prefix dimensions it was trained for (train --matryoshka-dims), besides the full dim."""
+        return list(self.info.get("training", {}).get("matryoshka_dims") or [])
+
+    def _width(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= self.dim:
+            raise ConfigError(f"dim must be an integer from 1 to the student's {self.dim}, got {dim!r}")
+        if dim != self.dim and dim not in self.matryoshka_dims:
+            trained = ", ".join(map(str, self.matryoshka_dims)) or "none: trained without --matryoshka-dims"
+            log.warning("%s was not trained for %d dimensions (its Matryoshka dims: %s); the vectors may lose more than a "
+                        "trained prefix would", self.directory, dim, trained)
+        return dim
 
     def weighted(self, texts: list[str]) -> tuple[np.ndarray, WeightedBatch]:
         """The texts' tokens weighted as precompute weighted them, and their rows of the embedding table."""
@@ -173,18 +195,18 @@ def _lookup(directory: Path, model: StudentModel, tokenizer: Any) -> np.ndarray 
 
 
 def encode_files(student: Student, inputs: list[InputSpec], output: Path, batch_size: int = 256,
-                 normalize: bool = False) -> tuple[int, list[Rejection]]:
+                 normalize: bool = False, dim: int | None = None) -> tuple[int, list[Rejection]]:
     """Encode every row the inputs hold into a Parquet file (id, text, vector), written atomically; rows the
     reader rejects are listed in <output stem>.rejected.jsonl. Returns the vectors written and the rejections."""
     records, rejections = [], []
     for item in iter_corpus(inputs):
         (records if isinstance(item, Record) else rejections).append(item)
     vectors = student.encode([r.text for r in records], batch_size=batch_size, normalize_embeddings=normalize,
-                             show_progress_bar=True)
+                             show_progress_bar=True, dim=dim)
     table = pa.table({
         "id": pa.array([r.id for r in records], pa.string()),
         "text": pa.array([r.text for r in records], pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), student.dim),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
     })
     write_parquet_atomic(table, output)
     if rejections:

@@ -62,6 +62,10 @@ class TrainConfig:
     mse_weight: float = 0.5  # the MSE share of loss "mix"
     similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
     temperature: float = 0.05  # of that similarity-matrix loss
+    # Matryoshka: vectors whose first k dimensions work on their own; for each k, the similarity-matrix loss of
+    # the student's first k dimensions (re-normalised) against the teacher's full vectors, times matryoshka_weight
+    matryoshka_dims: tuple[int, ...] = ()
+    matryoshka_weight: float = 1.0
     val_fraction: float = 0.05
     patience: int = 3  # epochs without a better held-out fidelity before stopping
     seed: int = 0
@@ -80,7 +84,7 @@ class TrainConfig:
         numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
                    "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
                    "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
-                   "temperature": self.temperature, "val_fraction": self.val_fraction}
+                   "temperature": self.temperature, "val_fraction": self.val_fraction, "matryoshka_weight": self.matryoshka_weight}
         for name, value in numbers.items():
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
@@ -90,7 +94,10 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.temperature <= 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
-        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight"):
+        dims = list(self.matryoshka_dims)
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in dims) or dims != sorted(set(dims)):
+            raise ConfigError(f"--matryoshka-dims must be increasing positive integers, got {','.join(map(str, dims))}")
+        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight", "matryoshka_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
@@ -119,7 +126,8 @@ class TrainConfig:
     def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
         """Settings an older release recorded (in a checkpoint), in today's names."""
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
-        return {"vocabulary": "auto"} | {renamed.get(k, k): v for k, v in settings.items()}  # auto: what it did
+        before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0}  # what it did
+        return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""

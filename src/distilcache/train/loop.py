@@ -32,7 +32,7 @@ from distilcache.student.vocabulary import lookup_table
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
 from distilcache.train.data import CacheRows, iter_batches, length_grouped, load_rows
-from distilcache.train.losses import distillation_loss, similarity_matrix_loss
+from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss
 from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainC
     loss = distillation_loss(predicted, teacher_vectors, config.loss, config.mse_weight)
     if config.similarity_weight:
         loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, teacher_vectors, config.temperature)
+    if config.matryoshka_dims and config.matryoshka_weight:
+        loss = loss + config.matryoshka_weight * matryoshka_loss(predicted, teacher_vectors, config.matryoshka_dims, config.temperature)
     return loss
 
 
@@ -181,6 +183,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if cache.num_rows == 0:
         raise CacheError(f"{cache.path} holds no rows: there is nothing to train on")
     config = config.with_defaults(cache.dim)
+    if config.matryoshka_dims and config.matryoshka_dims[-1] >= cache.dim:
+        raise ConfigError(f"--matryoshka-dims must be below the teacher's dim {cache.dim}, got {config.matryoshka_dims[-1]}")
     output = config.output
     if (output / CHECKPOINT_FILE).exists() and not config.resume:
         raise FileExistsError(f"{output} already holds a training run; pass --resume to continue it or choose another --output")

@@ -28,3 +28,10 @@ def similarity_matrix_loss(student: torch.Tensor, teacher: torch.Tensor, tempera
         return F.log_softmax(unit @ unit.T / temperature, dim=-1)
 
     return F.kl_div(log_probabilities(student), log_probabilities(teacher), log_target=True, reduction="batchmean")
+
+
+def matryoshka_loss(student: torch.Tensor, teacher: torch.Tensor, dims: tuple[int, ...], temperature: float) -> torch.Tensor:
+    """The teacher's vectors are not Matryoshka: each prefix of the student's (its first k dimensions,
+    re-normalised) learns the teacher's full similarity structure. The mean over dims of the
+    similarity-matrix loss of student[:, :k] against the teacher."""
+    return sum(similarity_matrix_loss(student[:, :k], teacher, temperature) for k in dims) / len(dims)
