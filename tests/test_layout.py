@@ -15,17 +15,18 @@ ALLOWED = {
     "lazy": set(),  # the packages' lazy attributes: any package may use it
     "cache_format": set(),
     "inputs": {"cache_format"},
+    "pairs": {"cache_format"},
     "hf_local": {"cache_format"},
     "devices": {"cache_format"},
     "weighting": {"cache_format"},
     "teacher": {"cache_format", "hf_local", "devices", "inputs", "weighting"},
     "student": {"cache_format", "hf_local", "inputs", "weighting"},
-    "train": {"cache_format", "hf_local", "devices", "student", "weighting"},
+    "train": {"cache_format", "hf_local", "devices", "pairs", "student", "weighting"},
     "precompute": {"cache_format", "hf_local", "devices", "inputs", "weighting", "teacher"},
-    "evaluate": {"cache_format", "devices", "inputs", "weighting", "teacher", "student"},
+    "evaluate": {"cache_format", "devices", "inputs", "pairs", "weighting", "teacher", "student"},
 }
 THIRD_PARTY_FORBIDDEN = {"cache_format": {"torch", "transformers"}, "weighting": {"torch", "transformers"},
-                         "inputs": {"torch", "transformers"}}
+                         "inputs": {"torch", "transformers"}, "pairs": {"torch", "transformers"}}
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""distilcache precompute | idf | merge | inspect | verify | train | encode | export-onnx | export | evaluate | demo.
+"""distilcache precompute | idf | merge | inspect | verify | train | finetune | encode | export-onnx | export | evaluate | demo.
 
 Parse the arguments, build the library's config by keyword, call the library. Every default and
 every choice comes from the config dataclasses and their constants, which import without torch.
@@ -23,7 +23,7 @@ from distilcache.precompute.config import DTYPES, ENGINES, PRECISIONS, STUDENT_V
 from distilcache.student.backends import BACKENDS, EXPORT_MODULES
 from distilcache.teacher.config import POOLING_MODES, PoolingConfig
 from distilcache.train import config as train_config
-from distilcache.train.config import TrainConfig
+from distilcache.train.config import FinetuneConfig, TrainConfig
 
 
 def _location(value: str) -> str | Path:
@@ -172,6 +172,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(TrainConfig(**_options(args, TrainConfig)))
     print(f"student {args.output}: {summary['student']}, {summary['parameters']} parameters, held-out fidelity "
           f"{summary['best_val_fidelity']:.4f} (epoch {summary['best_epoch']}; untrained {summary['untrained_fidelity']:.4f})")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from distilcache.train.finetune import finetune
+
+    summary = finetune(FinetuneConfig(**_options(args, FinetuneConfig)))
+    scores = [entry["dev_spearman"] for entry in summary["history"]]
+    dev = f"; dev Spearman {scores[0]:.2f} before, {scores[summary['best_epoch']]:.2f} after (epoch {summary['best_epoch']})" \
+        if scores[0] is not None else ""
+    print(f"student {args.output}: fine-tuned on {summary['pairs_count']} pairs "
+          f"({summary['sentences_with_cached_vectors']} sentences with the teacher's cached vectors){dev}")
     return 0
 
 
@@ -349,6 +361,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="train a student against a cache (the teacher is never loaded)")
     _add_train_options(p)
     p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("finetune", help="fine-tune a trained student on labelled pairs, the teacher as a soft label")
+    default = lambda name: _default(FinetuneConfig, name)  # noqa: E731
+    p.add_argument("--student", type=Path, required=True, help="a trained student directory")
+    p.add_argument("--pairs", type=Path, required=True, help="TSV: sentence1, sentence2, score (0-5 or 0/1); a header is optional")
+    p.add_argument("--output", type=Path, required=True, help="the fine-tuned student directory (new or empty)")
+    p.add_argument("--cache", type=_location, help="the teacher's vectors for the pair sentences this cache holds "
+                                                  "(default: the student's own vectors before fine-tuning, for all)")
+    p.add_argument("--dev", type=Path, help="pairs that choose the best epoch by Spearman (default: the last epoch)")
+    p.add_argument("--loss", choices=train_config.FINETUNE_LOSSES, default=default("loss"), help="on the gold scores")
+    p.add_argument("--alpha", type=float, default=default("alpha"),
+                   help="weight of the teacher side (the in-batch similarity-matrix loss); 1 - alpha on the gold scores "
+                        "(default %(default)s)")
+    p.add_argument("--temperature", type=float, default=default("temperature"), help="of the teacher side (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=default("epochs"))
+    p.add_argument("--batch-size", type=int, default=default("batch_size"), help="pairs per step")
+    p.add_argument("--lr", type=float, default=default("lr"),
+                   help="AdamW learning rate (default: by student, %s)" % ", ".join(f"{k} {v:g}" for k, v in train_config.FINETUNE_LR.items()))
+    p.add_argument("--weight-decay", type=float, default=default("weight_decay"))
+    p.add_argument("--seed", type=int, default=default("seed"))
+    p.add_argument("--device", default=default("device"))
+    p.set_defaults(run=_cmd_finetune)
 
     p = commands.add_parser("encode", help="encode texts with a trained student into a Parquet file of vectors")
     p.add_argument("--model", type=Path, required=True, help="student directory")

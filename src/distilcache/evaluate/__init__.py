@@ -3,8 +3,8 @@
 from distilcache.lazy import lazy_attributes
 
 _SOURCES = {
-    "StsPairs": "distilcache.evaluate.sts", "read_sts": "distilcache.evaluate.sts", "recall_at_k": "distilcache.evaluate.metrics",
-    "spearman": "distilcache.evaluate.metrics", "evaluate_models": "distilcache.evaluate.run",
+    "StsPairs": "distilcache.pairs", "read_sts": "distilcache.pairs", "recall_at_k": "distilcache.evaluate.metrics",
+    "spearman": "distilcache.pairs", "evaluate_models": "distilcache.evaluate.run",
 }
 __all__ = sorted(_SOURCES)
 __getattr__ = lazy_attributes(__name__, _SOURCES)

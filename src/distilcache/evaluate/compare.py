@@ -8,7 +8,7 @@ from distilcache.cache_format.errors import ConfigError
 from distilcache.evaluate.config import EvaluationConfig
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.evaluate.run import evaluate_models
-from distilcache.evaluate.sts import read_sts
+from distilcache.pairs import read_sts
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
 

@@ -1,26 +1,9 @@
-"""Spearman correlation, cosine similarity and retrieval agreement (faiss)."""
+"""Cosine similarity, similarity agreement and retrieval agreement (faiss); Spearman is pairs.spearman."""
 
 import faiss
 import numpy as np
 
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_values)) + 1, [len(values)]))
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        ranks[order[start:end]] = (start + end - 1) / 2
-    return ranks
-
-
-def spearman(predicted: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman's rank correlation x100 (nan when either side is constant)."""
-    a, b = _ranks(np.asarray(predicted, dtype=np.float64)), _ranks(np.asarray(gold, dtype=np.float64))
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float(100 * (a * b).sum() / denominator) if denominator > 0 else float("nan")
+from distilcache.pairs import spearman
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:

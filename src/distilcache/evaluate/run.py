@@ -13,8 +13,9 @@ from distilcache.cache_format import Cache
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.split import split_by_id
 from distilcache.evaluate.encoders import EvalModel
-from distilcache.evaluate.metrics import paired_cosine, recall_at_k, similarity_agreement, spearman
-from distilcache.evaluate.sts import StsPairs
+from distilcache.evaluate.metrics import paired_cosine, recall_at_k, similarity_agreement
+from distilcache.pairs import spearman
+from distilcache.pairs import StsPairs
 
 log = logging.getLogger(__name__)
 

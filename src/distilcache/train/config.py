@@ -133,3 +133,46 @@ class TrainConfig:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
                 if k not in ("cache", "output", "device", "precision", "resume")}
+
+
+FINETUNE_LOSSES = ("cosent", "cosine-mse")  # on the gold labels: the order of the pairs' scores, or the scores themselves
+# a fine-tuning step is smaller than a distillation one: the student is already trained
+FINETUNE_LR = {"bilstm": 2e-4, "transformer": 2e-5}
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tune a trained student on labelled pairs, the teacher as a soft label: the loss is
+    alpha * (in-batch similarity-matrix loss against the teacher's vectors, at temperature)
+    + (1 - alpha) * (loss on the gold scores)."""
+
+    student: Path  # a trained student directory
+    pairs: Path  # sentence1<TAB>sentence2<TAB>score (0-5 or 0/1)
+    output: Path  # a new student directory
+    cache: Path | str | None = None  # the teacher's vectors for the pair sentences it holds (else the student's own, before)
+    dev: Path | None = None  # pairs that choose the best epoch by Spearman (else the last epoch)
+    loss: str = "cosent"  # one of FINETUNE_LOSSES
+    alpha: float = 0.5
+    temperature: float = 0.05
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float | None = None  # default: FINETUNE_LR by student
+    weight_decay: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 2), ("seed", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        for name in ("alpha", "temperature", "weight_decay", "lr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0 or (self.lr is not None and self.lr <= 0) or self.weight_decay < 0:
+            raise ConfigError(f"--temperature and --lr must be > 0 and --weight-decay >= 0, got {self.temperature}, {self.lr}, "
+                              f"{self.weight_decay}")
+        if self.loss not in FINETUNE_LOSSES:
+            raise ConfigError(f"--loss must be one of {FINETUNE_LOSSES}, got {self.loss!r}")

@@ -124,7 +124,7 @@ def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainC
     return loss
 
 
-def _lr_lambda(total_steps: int, warmup: float, schedule: str):
+def lr_schedule(total_steps: int, warmup: float, schedule: str):
     warmup_steps = max(1, int(total_steps * warmup))
 
     def factor(step: int) -> float:
@@ -243,7 +243,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale), lr=lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * config.epochs, config.warmup, config.schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
 
     if config.resume:

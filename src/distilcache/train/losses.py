@@ -35,3 +35,16 @@ def matryoshka_loss(student: torch.Tensor, teacher: torch.Tensor, dims: tuple[in
     re-normalised) learns the teacher's full similarity structure. The mean over dims of the
     similarity-matrix loss of student[:, :k] against the teacher."""
     return sum(similarity_matrix_loss(student[:, :k], teacher, temperature) for k in dims) / len(dims)
+
+
+def cosent_loss(cosines: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT (Su 2022): log(1 + sum over pairs i, j with labels[i] > labels[j] of exp(scale * (cos_j - cos_i))).
+    Only the order of the labels matters: a pair scored higher must get the higher cosine."""
+    differences = scale * (cosines[None, :] - cosines[:, None])  # [i, j] = scale * (cos_j - cos_i)
+    ordered = labels[:, None] > labels[None, :]
+    return torch.logsumexp(torch.cat([differences.new_zeros(1), differences[ordered]]), dim=0)
+
+
+def cosine_mse_loss(cosines: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the pairs' cosines and their labels (scaled to [0, 1])."""
+    return F.mse_loss(cosines, labels)
