@@ -149,7 +149,11 @@ def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: li
 def model2vec_model(teacher: Path) -> EvalModel:
     from model2vec.distill import distill
 
-    static = distill(model_name=str(teacher), pca_dims=256)
+    return static_eval_model(distill(model_name=str(teacher), pca_dims=256))
+
+
+def static_eval_model(static) -> EvalModel:
+    """A model2vec StaticModel as a row of the report."""
     matrix = np.asarray(static.embedding)
     return EvalModel("model2vec (distilled, PCA 256)", lambda texts, batch_size: static.encode(texts, batch_size=batch_size),
                      matrix.size, matrix.nbytes)

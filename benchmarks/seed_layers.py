@@ -25,7 +25,8 @@ from torch import nn
 from distilcache.cache_format import open_cache
 from distilcache.evaluate import read_sts
 from distilcache.evaluate.encoders import TeacherEncoder
-from distilcache.evaluate.metrics import paired_cosine, spearman
+from distilcache.evaluate.metrics import paired_cosine
+from distilcache.pairs import spearman
 from distilcache.evaluate.run import held_out_rows
 from distilcache.precompute import PoolingConfig
 from distilcache.precompute.seed import seed_layer_indices

@@ -28,7 +28,8 @@ import transformers
 
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.evaluate import read_sts
-from distilcache.evaluate.metrics import paired_cosine, spearman
+from distilcache.evaluate.metrics import paired_cosine
+from distilcache.pairs import spearman
 from distilcache.evaluate.run import measure_speeds
 from distilcache.student.onnx import export_onnx
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute

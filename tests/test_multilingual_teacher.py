@@ -4,7 +4,6 @@ per piece on (token vectors and embedding tables cover the pieces the cache uses
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
