@@ -1,5 +1,5 @@
 """Labelled sentence pairs, sentence1<TAB>sentence2<TAB>score: the similarity sets evaluate scores students
-on and the pairs finetune trains on, and the rank correlation both score with. A header naming the three
+on and the pairs finetune trains on, and the paired cosines and rank correlation both score them with. A header naming the three
 columns is optional; a bad line is an error naming the file and the line."""
 
 import math
@@ -74,3 +74,12 @@ def spearman(predicted: np.ndarray, gold: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float(100 * (a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (normalized(a) * normalized(b)).sum(axis=1)

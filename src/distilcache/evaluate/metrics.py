@@ -1,18 +1,9 @@
-"""Cosine similarity, similarity agreement and retrieval agreement (faiss); Spearman is pairs.spearman."""
+"""Similarity agreement and retrieval agreement (faiss), on the paired cosines and Spearman of pairs.py."""
 
 import faiss
 import numpy as np
 
-from distilcache.pairs import spearman
-
-
-def normalized(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (normalized(a) * normalized(b)).sum(axis=1)
+from distilcache.pairs import normalized, paired_cosine, spearman
 
 
 def _neighbours(vectors: np.ndarray, k: int) -> np.ndarray:

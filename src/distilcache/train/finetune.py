@@ -20,7 +20,7 @@ from distilcache.cache_format import open_cache
 from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.cache_format.reader import vector_array
 from distilcache.devices import resolve_device
-from distilcache.pairs import StsPairs, read_sts, spearman
+from distilcache.pairs import StsPairs, paired_cosine, read_sts, spearman
 from distilcache.student.directory import IDF_FILE, read_table_ids, save_student
 from distilcache.student.encode import Student, load_student
 from distilcache.student.model import pad_rows
@@ -159,5 +159,4 @@ def _dev_score(student: Student, dev: StsPairs | None) -> float | None:
         return None
     a = student.encode(dev.sentence1, show_progress_bar=False)
     b = student.encode(dev.sentence2, show_progress_bar=False)
-    cosines = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return spearman(cosines, dev.scores)
+    return spearman(paired_cosine(a, b), dev.scores)
