@@ -14,7 +14,7 @@ def test_precompute_inspect_verify_from_the_command_line(teacher_dir, tmp_path, 
     assert main(["inspect", str(cache)]) == 0
     shown = capsys.readouterr().out
     assert "teacher      tiny-bert (BertModel, 2 layers, hidden 64)" in shown
-    assert f"rows         {len(CORPUS)} (0 truncated, 0 without tokens)" in shown
+    assert f"rows         {len(CORPUS)} (0 truncated, 0 without tokens, {len(CORPUS)} distinct teacher inputs)" in shown
     assert "vectors      dim 64, float16" in shown and "shards       3 " in shown
     assert "rejected     1 {'empty': 1}" in shown
 

@@ -241,3 +241,46 @@ def test_the_dataset_card_describes_the_cache_and_verify_vouches_for_it(teacher_
     assert verify_cache(tmp_path / "cache") == []
     (tmp_path / "cache" / "README.md").write_text(card + "edited\n", encoding="utf-8")
     assert [p.file for p in verify_cache(tmp_path / "cache")] == ["README.md"]
+
+
+def _count_teacher_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of every batch the teacher computes from now on."""
+    from distilcache.teacher import model as model_module
+
+    counted, forward = [], model_module.forward_layer
+    monkeypatch.setattr(model_module, "forward_layer", lambda model, inputs, layer: counted.append(len(inputs["input_ids"]))
+                        or forward(model, inputs, layer))
+    return counted
+
+
+def test_a_repeated_teacher_input_reaches_the_teacher_once_per_shard(teacher_dir, tmp_path, monkeypatch):
+    # shard 0 repeats its first five rows in later windows; shard 1 repeats rows of shard 0 (computed again there)
+    lines = CORPUS + CORPUS[:5] + CORPUS[2:6]
+    distinct = precompute(_config(teacher_dir, [write_lines(tmp_path / "distinct.txt", CORPUS)], tmp_path / "distinct", mode="mean"))
+    counted = _count_teacher_rows(monkeypatch)
+    manifest = precompute(_config(teacher_dir, [write_lines(tmp_path / "repeats.txt", lines)], tmp_path / "cache", mode="mean",
+                                  shard_size=len(CORPUS) + 5, sort_window=4, batch_size=3))
+    assert sum(counted) == manifest["stats"]["teacher_inputs"] == len(CORPUS) + 4
+    assert manifest["total_rows"] == len(lines)
+    cache, reference = open_cache(tmp_path / "cache"), open_cache(tmp_path / "distinct").vectors()
+    vectors, texts = cache.vectors(), cache.table(["text"])["text"].to_pylist()
+    np.testing.assert_allclose(vectors, reference[[CORPUS.index(t) for t in texts]], atol=2e-3)
+    np.testing.assert_array_equal(vectors[len(CORPUS):len(CORPUS) + 5], vectors[:5])  # the same shard: the first row's vector
+    assert distinct["stats"]["teacher_inputs"] == len(CORPUS)
+
+
+def test_rows_sharing_a_teacher_input_share_its_vector_but_keep_their_own_student_tokens(teacher_dir, tmp_path, monkeypatch):
+    rows = [{"id": "a", "text": ZH[0], "target": EN[0]}, {"id": "b", "text": ZH[1], "target": EN[0]}, {"id": "c", "text": EN[0]},
+            {"id": "d", "text": ZH[0]}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    counted = _count_teacher_rows(monkeypatch)
+    config = PrecomputeConfig(teacher=teacher_dir, inputs=[InputSpec(path, target_field="target")], output=tmp_path / "cache",
+                              pooling=PoolingConfig("mean"), device="cpu")
+    manifest = precompute(config)
+    assert sum(counted) == manifest["stats"]["teacher_inputs"] == 2  # EN[0] for a, b, c; ZH[0] for d
+    cache = open_cache(tmp_path / "cache")
+    vectors, tokens = cache.vectors(), cache.table(["token_ids"])["token_ids"].to_pylist()
+    np.testing.assert_array_equal(vectors[[1, 2]], vectors[[0, 0]])
+    assert not np.allclose(vectors[3], vectors[0])
+    assert tokens[0] == tokens[3] != tokens[1] != tokens[2]

@@ -15,7 +15,9 @@ from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 ray = pytest.importorskip("ray")
 from distilcache.precompute import ray_engine  # needs ray
 
-LINES = recombined_sentences(300, seed=3)
+_DISTINCT = recombined_sentences(270, seed=3)
+# rows 50-69 repeat rows 10-29 (in shards of 64: 50-63 from other windows of the same shard); the last 10 repeat rows 0-9
+LINES = _DISTINCT[:50] + _DISTINCT[10:30] + _DISTINCT[50:] + _DISTINCT[:10]
 WINDOW = 25  # rows tokenised and length-sorted together: a 64-row shard spans three windows, often on two actors
 ROW_COLUMNS = ["id", "text", "target_text", "token_ids", "weights", "truncated"]
 
@@ -59,6 +61,10 @@ def test_ray_engine_writes_the_local_engines_cache(world, tmp_path):
     manifest = _assert_same_cache(out, world["local"])
     assert manifest["run"]["ray_workers"] == 2 and len(manifest["shards"]) == 5
     assert manifest["total_rows"] == 300 and manifest["rejected"]["count"] == 1
+    # 270 texts, 6 repeats from shard 0 in shard 1 (rows 64-69) and 10 in shard 4 computed again: the local count too
+    assert manifest["stats"]["teacher_inputs"] == 286
+    vectors = open_cache(out).vectors()
+    np.testing.assert_array_equal(vectors[50:64], vectors[10:24])
 
 
 def test_a_crashed_ray_run_resumes_computing_only_the_missing_shards(world, tmp_path, monkeypatch):

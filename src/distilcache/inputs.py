@@ -91,6 +91,11 @@ class Record:
     target_text: str | None = None  # what the teacher encodes instead of text (parallel data)
 
     @property
+    def teacher_text(self) -> str:
+        """What the teacher encodes (after the run's prefix): rows with the same one get the same vector."""
+        return self.text if self.target_text is None else self.target_text
+
+    @property
     def documents(self) -> tuple[str, ...]:
         """The texts this row adds to the IDF table: its text, and its target as a document of its own."""
         return (self.text,) if self.target_text is None else (self.text, self.target_text)

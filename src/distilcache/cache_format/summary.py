@@ -28,7 +28,8 @@ def describe(cache: Cache) -> str:
         f"vectors      dim {manifest['vector']['dim']}, {manifest['vector']['dtype']}, computed in "
         f"{upgrade(manifest)['precision'] or 'a precision not recorded'}",
         f"rows         {manifest['total_rows']} ({manifest['stats']['truncated_rows']} truncated, "
-        f"{manifest['stats']['rows_without_tokens']} without tokens)",
+        f"{manifest['stats']['rows_without_tokens']} without tokens"
+        + (f", {manifest['stats']['teacher_inputs']} distinct teacher inputs)" if "teacher_inputs" in manifest["stats"] else ")"),
         f"rejected     {manifest['rejected']['count']} {manifest['rejected']['by_reason'] or ''}".rstrip(),
         f"shards       {len(manifest['shards'])} ({_size(sum(s['bytes'] for s in manifest['shards']))})",
         f"size on disk {_size(on_disk)} ({on_disk / max(manifest['total_rows'], 1):.0f} bytes/row)",

@@ -19,7 +19,9 @@ instead of running in one driver thread.
 Shards: the output comes back in order (preserve_order) and the driver cuts it into shards by the
 plan's row counts and writes them with `write_shard`: a shard's windows may come from several actors
 and the driver is where they meet, the cache directory needs to exist on the driver only, and atomic
-renames and the cache lock stay in one process. Shipping the vectors costs little next to the
+renames and the cache lock stay in one process. Repeated teacher inputs: an actor computes a window's
+first occurrences only (run.RecordWindow) and the driver gives every repeat its source row's vector
+when it cuts the shard. Shipping the vectors costs little next to the
 teacher (a few KB a row).
 
 On a cluster (RAY_ADDRESS), every node needs distilcache and the teacher directory at the same path.
@@ -73,19 +75,22 @@ class _Teacher:
     @torch.inference_mode()
     def __call__(self, batch: pa.Table) -> pa.Table:
         (window,) = batch.to_pylist()  # batch_size=1: one window
-        rows = prepare_rows([Record(**r) for r in window["records"]], self.tokenizer, self.config.pooling, self.idf,
-                            self.student_tokenizer)
-        batches = length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0)
+        piece = run.RecordWindow(window["shard"], window["start"], [Record(**r) for r in window["records"]], window["sources"], False)
+        rows = prepare_rows(piece.records, self.tokenizer, self.config.pooling, self.idf, self.student_tokenizer)
+        batches = length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0, piece.computed)
         vectors = pooled_vectors(self.model, batches, len(rows), self.device, self.precision, self.config.pooling.layer,
                                  self.config.pooling.normalize)
         table = run._shard_table(rows, vectors, self.dim, self.config.dtype)
-        return table.append_column("shard", pa.array(np.full(len(rows), window["shard"], dtype=np.int64)))
+        table = table.append_column("shard", pa.array(np.full(len(rows), piece.shard, dtype=np.int64)))
+        return table.append_column("source", pa.array(piece.sources, pa.int64()))  # the driver fills the repeats
 
 
 def _windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
     """The records of the shards still to do, one sort window a table: the local engine's windows."""
-    for index, window, _ in run.record_windows(config, plan, todo):
-        yield pa.table({"shard": pa.array([index], pa.int64()), "records": pa.array([[asdict(r) for r in window]], _RECORDS)})
+    for piece in run.record_windows(config, plan, todo):
+        yield pa.table({"shard": pa.array([piece.shard], pa.int64()), "start": pa.array([piece.start], pa.int64()),
+                        "records": pa.array([[asdict(r) for r in piece.records]], _RECORDS),
+                        "sources": pa.array([piece.sources], pa.list_(pa.int64()))})
 
 
 def _connect() -> bool:
@@ -184,7 +189,8 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
                 shard, pending, have = table.slice(0, rows), [table.slice(rows)], have - rows
                 if pc.any(pc.not_equal(shard["shard"], index)).as_py():
                     raise RuntimeError(f"Ray returned the rows of shard {index} out of order")
-                write_shard(out, index, shard.drop_columns(["shard"]).cast(schema))  # v1 schema, whatever Ray's blocks say
+                shard = shard.set_column(shard.schema.get_field_index("vector"), "vector", shard["vector"].take(shard["source"]))
+                write_shard(out, index, shard.drop_columns(["shard", "source"]).cast(schema))  # v1 schema, whatever Ray's blocks say
                 if config.push:  # a URI output: upload the shard now
                     config.push()
                 index = next(shards, None)

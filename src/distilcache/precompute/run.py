@@ -317,35 +317,57 @@ def _save_tokenizer(tokenizer, name: str, out: Path) -> dict[str, Any]:
 
 
 @dataclass
-class _Window:
+class RecordWindow:
+    """A piece of a shard that is prepared and length-sorted together. Repeated teacher inputs reach the
+    teacher once per shard: sources[i] is the shard row whose vector record i takes (start + i when it is
+    computed here). The shard, the unit every engine, partition and resume shares, is the scope, so a
+    cache is byte-identical however it was run."""
+
     shard: int
+    start: int  # the shard row of records[0]
+    records: list[Record]
+    sources: list[int]
+    last: bool  # the shard's final piece
+
+    @property
+    def computed(self) -> list[int]:
+        """The indices into records of the rows the teacher computes."""
+        return [i for i, source in enumerate(self.sources) if source == self.start + i]
+
+
+@dataclass
+class _Window:
+    piece: RecordWindow
     rows: list[PreparedRow]
     batches: list[Batch]
-    last: bool  # the shard's final piece
 
 
 def _records(config: PrecomputeConfig) -> Iterator[Record]:
     return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
 
 
-def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[tuple[int, list[Record], bool]]:
-    """(shard, records, last) for the shards still to do, cut into sort windows: every engine prepares
-    and batches the same windows, so they compute the same vectors."""
+def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[RecordWindow]:
+    """The shards still to do, cut into sort windows: every engine prepares and batches the same windows,
+    so they compute the same vectors."""
     records = _records(config)
     for index in range(plan["num_shards"]):
         chunk = list(islice(records, config.shard_size))
         if index not in todo:
             continue
+        first: dict[str, int] = {}
+        sources = [first.setdefault(record.teacher_text, row) for row, record in enumerate(chunk)]
         for start in range(0, len(chunk), config.sort_window):
-            yield index, chunk[start : start + config.sort_window], start + config.sort_window >= len(chunk)
+            end = start + config.sort_window
+            yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk))
 
 
 def _prepared_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
             idf: IdfTable | None) -> Iterator[_Window]:
     """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
-    for index, records, last in record_windows(config, plan, todo):
-        rows = prepare_rows(records, tokenizer, config.pooling, idf, student_tokenizer)
-        yield _Window(index, rows, list(length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0)), last)
+    for piece in record_windows(config, plan, todo):
+        rows = prepare_rows(piece.records, tokenizer, config.pooling, idf, student_tokenizer)
+        batches = length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0, piece.computed)
+        yield _Window(piece, rows, list(batches))
 
 
 def _expected_rows(plan: dict[str, Any], index: int) -> int:
@@ -463,17 +485,21 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
+        sources: list[int] = []
         for window in prefetch(_prepared_windows(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
                                      config.pooling.normalize, on_batch=bar.update)
+            bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
             shard_rows += window.rows
             shard_vectors.append(vectors)
-            if window.last:
-                write_shard(out, window.shard, _shard_table(shard_rows, np.concatenate(shard_vectors), dim, config.dtype))
+            sources += window.piece.sources
+            if window.piece.last:
+                vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
+                write_shard(out, window.piece.shard, _shard_table(shard_rows, vectors, dim, config.dtype))
                 if config.push:
                     config.push()
                 rows_done += len(shard_rows)
-                shard_rows, shard_vectors = [], []
+                shard_rows, shard_vectors, sources = [], [], []
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
 
@@ -485,8 +511,9 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
     shards = [shard_entry(out, index, _expected_rows(plan, index)) for index in range(plan["num_shards"])]
     stats = Counter()
     for entry in shards:
-        table = pq.read_table(out / entry["file"], columns=["target_text", "token_ids", "truncated"])
+        table = pq.read_table(out / entry["file"], columns=["text", "target_text", "token_ids", "truncated"])
         stats["rows_with_target"] += len(table) - table["target_text"].null_count
+        stats["teacher_inputs"] += pc.count_distinct(pc.coalesce(table["target_text"], table["text"])).as_py()  # see RecordWindow
         stats["truncated_rows"] += int(pc.sum(table["truncated"]).as_py() or 0)
         stats["rows_without_tokens"] += int(pc.sum(pc.equal(pc.list_value_length(table["token_ids"]), 0)).as_py() or 0)
     manifest = {key: value for key, value in plan.items() if key != "num_shards"}
@@ -496,7 +523,7 @@ def _finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[s
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
-        "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens")},
+        "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens", "teacher_inputs")},
         "run": run_info,
     }
     write_text_atomic(dataset_card(manifest, out.resolve().name), out / CARD_FILE)

@@ -4,7 +4,7 @@ A row has two sides: what the teacher encodes (its target text when it has one, 
 what the student reads (always its text, through the student tokenizer when the cache has one).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +46,7 @@ def prepare_rows(
     tokenisation serves both sides of a row without a target or prefix)."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
     weight_idf = idf if pooling.mode == "idf" else None
-    teacher = weighted_tokens([pooling.prefix + (r.target_text or r.text) for r in records], tokenizer, pooling.max_length,
+    teacher = weighted_tokens([pooling.prefix + r.teacher_text for r in records], tokenizer, pooling.max_length,
                               weight_idf, pooling.smoothing, skip=len(pooling.prefix))
     separate_student = bool(pooling.prefix) or student_tokenizer is not None
     own = [i for i, r in enumerate(records) if r.target_text is not None or separate_student]
@@ -70,9 +70,10 @@ def prepare_rows(
     ]
 
 
-def length_sorted_batches(rows: list[PreparedRow], batch_size: int, pad_id: int) -> Iterator[Batch]:
-    """Batches of similar length (longest first, so a too-large batch fails early) to cut padding."""
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids), reverse=True)
+def length_sorted_batches(rows: list[PreparedRow], batch_size: int, pad_id: int, only: Sequence[int] | None = None) -> Iterator[Batch]:
+    """Batches of similar length (longest first, so a too-large batch fails early) to cut padding; of
+    the rows at the indices `only` when given, else of every row."""
+    order = sorted(range(len(rows)) if only is None else only, key=lambda i: len(rows[i].input_ids), reverse=True)
     for start in range(0, len(order), batch_size):
         members = order[start : start + batch_size]
         width = len(rows[members[0]].input_ids)
