@@ -11,10 +11,11 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import CORPUS, EN, MIXED, ZH, record_shard_writes, write_lines
+from conftest import CORPUS, EN, MIXED, ZH, recombined_sentences, record_shard_writes, write_lines
 from distilcache import open_cache
 from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
+from distilcache.precompute import idf_pass
 from distilcache.precompute import run as run_module
 
 
@@ -284,3 +285,15 @@ def test_rows_sharing_a_teacher_input_share_its_vector_but_keep_their_own_studen
     np.testing.assert_array_equal(vectors[[1, 2]], vectors[[0, 0]])
     assert not np.allclose(vectors[3], vectors[0])
     assert tokens[0] == tokens[3] != tokens[1] != tokens[2]
+
+
+def test_worker_processes_write_the_same_cache_byte_for_byte(teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(idf_pass, "BYTES_PER_WORKER", 1)  # a worker per byte: this small corpus gets the IDF workers too
+    corpus = write_lines(tmp_path / "corpus.txt", recombined_sentences(260, seed=5) + CORPUS + ZH)  # ZH twice: repeats
+    options = {"shard_size": 100, "sort_window": 30, "batch_size": 8}
+    one = precompute(_config(teacher_dir, [corpus], tmp_path / "one", workers=1, **options))
+    two = precompute(_config(teacher_dir, [corpus], tmp_path / "two", workers=2, **options))
+    for key in ("fingerprint", "idf", "shards", "stats", "total_rows"):
+        assert one[key] == two[key], key  # shards and idf.parquet by sha256
+    assert (one["run"]["preparing_workers"], two["run"]["preparing_workers"]) == (1, 2)
+    assert two["stats"]["teacher_inputs"] == two["total_rows"] - len(ZH)

@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=ENGINES, default=_default(PrecomputeConfig, "engine"),
                    help="ray: run the teacher on Ray Data actors (pip install 'distilcache[ray]'; joins RAY_ADDRESS or starts a local Ray)")
     p.add_argument("--ray-workers", type=int, default=_default(PrecomputeConfig, "ray_workers"), help="--engine ray: teacher actors (one GPU each on CUDA)")
+    p.add_argument("--workers", type=int, default=_default(PrecomputeConfig, "workers"),
+                   help="processes for the CPU side (the IDF pass, tokenising and weighting); default: the cores but one (%(default)s here)")
     _add_input_options(p)
     _add_cache_options(p)
     p.set_defaults(run=_cmd_precompute)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,11 @@ STUDENT_VOCABS = ("auto", "teacher", "teacher+cjk")  # auto: teacher+cjk when an
 DTYPES = ("float16", "float32")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("local", "ray")
+
+
+def default_workers() -> int:
+    """The machine's cores minus one for the main process (reading, the teacher, writing), at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass
@@ -39,6 +45,7 @@ class PrecomputeConfig:
     engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
     ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
     sort_window: int = 8192  # rows prepared and length-sorted together: fine-grained overlap, little padding
+    workers: int = field(default_factory=default_workers)  # processes that read the IDF pass and prepare windows
     push: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
 
     @property
@@ -52,7 +59,7 @@ class PrecomputeConfig:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not (math.isfinite(self.pooling.smoothing) and self.pooling.smoothing >= 0):
             raise ConfigError(f"--smoothing must be a finite number >= 0, got {self.pooling.smoothing}")
-        for name in ("batch_size", "shard_size", "ray_workers", "sort_window"):
+        for name in ("batch_size", "shard_size", "ray_workers", "sort_window", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:

@@ -1,8 +1,12 @@
 """`distilcache idf`: the IDF table of a corpus, computed once before a partitioned precompute,
 itself splittable into partitions whose tables merge into the same table."""
 
+import multiprocessing
 import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -12,10 +16,13 @@ from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.inputs import InputSpec, Record, iter_corpus
 from distilcache.weighting import IdfTable
 
-_PARTITION_KEY = b"distilcache.partition"  # "I/N" in a partial table's schema metadata
+T = TypeVar("T")
+_PARTITION_KEY = b"distilcache.partition"
+BYTES_PER_WORKER = 4 << 20  # below this a process costs more to start than it saves  # "I/N" in a partial table's schema metadata
 
 
-def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int = 0, keep_first_duplicate: bool = False) -> IdfTable:
+def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int = 0, keep_first_duplicate: bool = False,
+                progress: bool = True) -> IdfTable:
     """Document frequencies over the accepted rows (those precompute keeps) whose position in the
     corpus is partition mod num_partitions; a row's target text counts as a document of its own."""
     if num_partitions < 1 or not 0 <= partition < num_partitions:
@@ -23,11 +30,27 @@ def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int 
                           f"got {partition} of {num_partitions}")
     table = IdfTable()
     records = (item for item in iter_corpus(specs, keep_first_duplicate) if isinstance(item, Record))
-    for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1)):
+    for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1, disable=not progress)):
         if position % num_partitions == partition:
             for document in record.documents:
                 table.add_document(document)
     return table
+
+
+def idf_workers(specs: list[InputSpec], workers: int) -> int:
+    """Processes worth starting for the IDF pass: at most one per BYTES_PER_WORKER of input."""
+    size = sum(spec.path.stat().st_size for spec in specs)
+    return max(1, min(workers, size // BYTES_PER_WORKER))
+
+
+def idf_in_processes(specs: list[InputSpec], workers: int, keep_first_duplicate: bool, meanwhile: Callable[[], T]) -> tuple[IdfTable, T]:
+    """The IDF table counted by `workers` spawned processes, each every workers-th row (jieba is Python: one
+    core each), added up: the table of one pass. Returns it with what meanwhile() returns, run here
+    while they count."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = [pool.submit(compute_idf, specs, workers, i, keep_first_duplicate, False) for i in range(workers)]
+        result = meanwhile()
+        return IdfTable.merge(part.result() for part in parts), result
 
 
 def write_idf(table: IdfTable, path: Path, partition: tuple[int, int] | None = None) -> None:

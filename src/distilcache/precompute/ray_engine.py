@@ -4,7 +4,7 @@ Planning and finishing stay in run.py, so the manifest and the layout are those 
 construction; this module replaces only `_run_teacher`, with the same contract (resume by skipping the
 shards that exist, the extras once, shards written with `write_shard`, run info for the manifest).
 
-Rows: the driver reads the inputs with the package's own validating reader (`run._records`, the one
+Rows: the driver reads the inputs with the package's own validating reader (`record_windows`, the one
 the plan counted), never with `ray.data` readers, whose notion of a row, an id or a bad line would
 differ: ids, rejections and order are those of the local engine by construction. It cuts the shards
 still to do into the local engine's sort windows and puts each window into the object store (Ray
@@ -12,15 +12,15 @@ spills to disk beyond its memory); the dataset is one row per window, so every w
 length-sorted and batched exactly as `_run_teacher` does it, and its vectors equal the local ones up
 to float rounding.
 
-Actors: each loads the teacher once and turns a window into its shard rows (prepare_rows,
-length_sorted_batches, forward_layer, pool): the CPU work (jieba, tokenising) scales with the actors
+Actors: each loads the teacher once and turns a window into its shard rows (Preparation,
+then the forward and the pooling): the CPU work (jieba, tokenising) scales with the actors
 instead of running in one driver thread.
 
 Shards: the output comes back in order (preserve_order) and the driver cuts it into shards by the
 plan's row counts and writes them with `write_shard`: a shard's windows may come from several actors
 and the driver is where they meet, the cache directory needs to exist on the driver only, and atomic
 renames and the cache lock stay in one process. Repeated teacher inputs: an actor computes a window's
-first occurrences only (run.RecordWindow) and the driver gives every repeat its source row's vector
+first occurrences only (RecordWindow) and the driver gives every repeat its source row's vector
 when it cuts the shard. Shipping the vectors costs little next to the
 teacher (a few KB a row).
 
@@ -41,7 +41,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
 try:
     import ray
@@ -49,13 +48,13 @@ try:
 except ImportError as error:  # the extra is optional: say how to get it
     raise ImportError("--engine ray needs Ray Data, which is not installed: pip install 'distilcache[ray]'") from error
 
-from distilcache.cache_format import STUDENT_TOKENIZER_DIR, TOKENIZER_DIR, shard_schema, write_shard
+from distilcache.cache_format import shard_schema, write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute import run
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.inputs import Record
-from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
-from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
+from distilcache.precompute.preparation import Preparation, RecordWindow, record_windows
+from distilcache.teacher.model import load_model, pooled_vectors
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -66,28 +65,26 @@ _RECORDS = pa.list_(pa.struct([("id", pa.string()), ("text", pa.string()), ("fil
 class _Teacher:
     """A Ray actor's teacher, loaded once; each call turns one window of records into its shard rows."""
 
-    def __init__(self, config: PrecomputeConfig, tokenizer: PreTrainedTokenizerBase,
-                 student_tokenizer: PreTrainedTokenizerBase | None, idf: IdfTable | None, device: str, precision: str, dim: int):
-        self.config, self.tokenizer, self.student_tokenizer, self.idf = config, tokenizer, student_tokenizer, idf
+    def __init__(self, config: PrecomputeConfig, preparation: Preparation, device: str, precision: str, dim: int):
+        self.config, self.preparation = config, preparation
         self.device, self.precision, self.dim = torch.device(device), precision, dim
         self.model = load_model(config.teacher, self.device)
 
     @torch.inference_mode()
     def __call__(self, batch: pa.Table) -> pa.Table:
         (window,) = batch.to_pylist()  # batch_size=1: one window
-        piece = run.RecordWindow(window["shard"], window["start"], [Record(**r) for r in window["records"]], window["sources"], False)
-        rows = prepare_rows(piece.records, self.tokenizer, self.config.pooling, self.idf, self.student_tokenizer)
-        batches = length_sorted_batches(rows, self.config.batch_size, self.tokenizer.pad_token_id or 0, piece.computed)
-        vectors = pooled_vectors(self.model, batches, len(rows), self.device, self.precision, self.config.pooling.layer,
-                                 self.config.pooling.normalize)
-        table = run._shard_table(rows, vectors, self.dim, self.config.dtype)
-        table = table.append_column("shard", pa.array(np.full(len(rows), piece.shard, dtype=np.int64)))
+        piece = RecordWindow(window["shard"], window["start"], [Record(**r) for r in window["records"]], window["sources"], False)
+        prepared = self.preparation(piece)
+        vectors = pooled_vectors(self.model, prepared.batches, len(prepared.rows), self.device, self.precision,
+                                 self.config.pooling.layer, self.config.pooling.normalize)
+        table = run._shard_table(prepared.rows, vectors, self.dim, self.config.dtype)
+        table = table.append_column("shard", pa.array(np.full(len(prepared.rows), piece.shard, dtype=np.int64)))
         return table.append_column("source", pa.array(piece.sources, pa.int64()))  # the driver fills the repeats
 
 
 def _windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> Iterator[pa.Table]:
     """The records of the shards still to do, one sort window a table: the local engine's windows."""
-    for piece in run.record_windows(config, plan, todo):
+    for piece in record_windows(config, plan, todo):
         yield pa.table({"shard": pa.array([piece.shard], pa.int64()), "start": pa.array([piece.start], pa.int64()),
                         "records": pa.array([[asdict(r) for r in piece.records]], _RECORDS),
                         "sources": pa.array([piece.sources], pa.list_(pa.int64()))})
@@ -166,11 +163,9 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
     dataset = ray.data.from_arrow_refs(refs)
     dataset.context.execution_options.preserve_order = True  # the driver cuts shards by row count
     dataset.context.enable_progress_bars = False  # the sentences bar below tells the progress
-    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
     dim, schema = plan["vector"]["dim"], shard_schema(plan["vector"]["dim"], config.dtype)
-    teacher = {"config": config, "tokenizer": tokenizer, "student_tokenizer": student_tokenizer, "idf": idf,
-               "device": device.type, "precision": precision, "dim": dim}
+    teacher = {"config": config, "preparation": run._preparation(config, plan, idf, out), "device": device.type,
+               "precision": precision, "dim": dim}
     vectors = dataset.map_batches(_Teacher, fn_constructor_kwargs=teacher, batch_size=1, batch_format="pyarrow",
                                   compute=ray.data.ActorPoolStrategy(size=config.ray_workers), num_gpus=int(resource == "GPU"))
     log.info("teacher %s on %d Ray actor(s), %s (%s), %d shard(s) to compute", plan["teacher"]["name"], config.ray_workers,

@@ -10,10 +10,9 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +54,13 @@ from distilcache.cache_format.paths import symlinks_under
 from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.writer import is_own_tmp_name, remove_stale_tmp_files, shard_entry, write_text_atomic
 from distilcache.devices import resolve_device, resolve_precision
-from distilcache.inputs import Record, Rejection, iter_corpus
+from distilcache.inputs import Rejection, iter_corpus
+from distilcache.precompute.idf_pass import idf_in_processes, idf_workers
 from distilcache.precompute.prefetch import prefetch
+from distilcache.precompute.preparation import Preparation, prepared_windows, record_windows
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH
-from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.teacher.prepare import PreparedRow
 from distilcache.precompute.partitions import (
     PARTITIONS_DIR,
     all_partitions_done,
@@ -237,10 +238,15 @@ def _plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | Non
     """Read every input once (counts, rejections, IDF), then write rejected.jsonl, idf.parquet,
     tokenizer/ and finally plan.json."""
     compute_idf = config.pooling.mode == "idf" and config.idf_file is None
-    if compute_idf:
-        idf = IdfTable()
     cjk = Counter() if request["student_vocab"] == "teacher+cjk" else None
-    counts, rejections = _read_pass(config, idf if compute_idf else None, cjk)
+    workers = idf_workers(config.inputs, config.workers) if compute_idf else 1
+    if workers > 1:  # they count the IDF table while this process counts rows
+        idf, (counts, rejections) = idf_in_processes(config.inputs, workers, config.keep_first_duplicate,
+                                                     lambda: _read_pass(config, None, cjk))
+    else:
+        if compute_idf:
+            idf = IdfTable()
+        counts, rejections = _read_pass(config, idf if compute_idf else None, cjk)
     inputs = []
     for described, spec in zip(request["inputs"], config.inputs):
         seen = counts[spec.path.name]
@@ -314,60 +320,6 @@ def _save_tokenizer(tokenizer, name: str, out: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- teacher pass: shard by shard
 
 
-
-
-@dataclass
-class RecordWindow:
-    """A piece of a shard that is prepared and length-sorted together. Repeated teacher inputs reach the
-    teacher once per shard: sources[i] is the shard row whose vector record i takes (start + i when it is
-    computed here). The shard, the unit every engine, partition and resume shares, is the scope, so a
-    cache is byte-identical however it was run."""
-
-    shard: int
-    start: int  # the shard row of records[0]
-    records: list[Record]
-    sources: list[int]
-    last: bool  # the shard's final piece
-
-    @property
-    def computed(self) -> list[int]:
-        """The indices into records of the rows the teacher computes."""
-        return [i for i, source in enumerate(self.sources) if source == self.start + i]
-
-
-@dataclass
-class _Window:
-    piece: RecordWindow
-    rows: list[PreparedRow]
-    batches: list[Batch]
-
-
-def _records(config: PrecomputeConfig) -> Iterator[Record]:
-    return (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
-
-
-def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[RecordWindow]:
-    """The shards still to do, cut into sort windows: every engine prepares and batches the same windows,
-    so they compute the same vectors."""
-    records = _records(config)
-    for index in range(plan["num_shards"]):
-        chunk = list(islice(records, config.shard_size))
-        if index not in todo:
-            continue
-        first: dict[str, int] = {}
-        sources = [first.setdefault(record.teacher_text, row) for row, record in enumerate(chunk)]
-        for start in range(0, len(chunk), config.sort_window):
-            end = start + config.sort_window
-            yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk))
-
-
-def _prepared_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int], tokenizer, student_tokenizer,
-            idf: IdfTable | None) -> Iterator[_Window]:
-    """Runs in the prefetch thread: tokenise and weight the shards still to do, a window at a time."""
-    for piece in record_windows(config, plan, todo):
-        rows = prepare_rows(piece.records, tokenizer, config.pooling, idf, student_tokenizer)
-        batches = length_sorted_batches(rows, config.batch_size, tokenizer.pad_token_id or 0, piece.computed)
-        yield _Window(piece, rows, list(batches))
 
 
 def _expected_rows(plan: dict[str, Any], index: int) -> int:
@@ -474,19 +426,26 @@ def _run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable |
     return run_info
 
 
+def _preparation(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> Preparation:
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
+    return Preparation(load_tokenizer(out / TOKENIZER_DIR), student_tokenizer, idf, config.pooling, config.batch_size)
+
+
 def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path, todo: set[int],
                     done: set[int], model: Any, device: torch.device, precision: str) -> dict[str, Any]:
-    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
-    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
+    preparation = _preparation(config, plan, idf, out)
+    workers = min(config.workers, sum(-(-_expected_rows(plan, i) // config.sort_window) for i in todo))  # one window each at least
     dim = plan["vector"]["dim"]
     started, rows_done = time.perf_counter(), 0
-    log.info("teacher %s on %s (%s), %d shard(s) to compute", plan["teacher"]["name"], device, precision, len(todo))
+    log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
+             len(todo), workers)
     with tqdm(total=plan["total_rows"], initial=sum(_expected_rows(plan, i) for i in done), desc="precompute",
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
         sources: list[int] = []
-        for window in prefetch(_prepared_windows(config, plan, todo, tokenizer, student_tokenizer, idf), depth=4):
+        windows = prepared_windows(record_windows(config, plan, todo), preparation, workers)
+        for window in prefetch(windows, depth=4):  # reading and handing out windows overlap the teacher
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
                                      config.pooling.normalize, on_batch=bar.update)
             bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
@@ -501,7 +460,8 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
                 rows_done += len(shard_rows)
                 shard_rows, shard_vectors, sources = [], [], []
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None}
+    return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None,
+            "preparing_workers": workers}
 
 
 # ---------------------------------------------------------------- finish: the manifest, written last

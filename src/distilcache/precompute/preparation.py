@@ -1,0 +1,124 @@
+"""The CPU side of the teacher pass: the shards still to do, cut into sort windows (record_windows), each
+tokenised, weighted and cut into length-sorted batches (Preparation), in this process or in `--workers`
+processes. Every engine prepares the same windows, so they compute the same vectors.
+
+Worker processes, not threads: jieba, the weighting and the tokenizers' Python side hold the GIL. The
+main process still reads the inputs (one validating reader decides ids and rejections) and hands each
+window to the pool, a few windows ahead, taking them back in order: the windows, and so the shards,
+are the same for any number of workers. Workers are spawned, not forked: the parent holds threads and
+torch's thread pools, which a fork would copy in an unknown state.
+"""
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from distilcache.inputs import Record, iter_corpus
+from distilcache.precompute.config import PrecomputeConfig
+from distilcache.teacher.config import PoolingConfig
+from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.weighting import IdfTable
+
+AHEAD_PER_WORKER = 2  # windows handed out per worker before the first comes back: the pool stays busy, memory bounded
+
+
+@dataclass
+class RecordWindow:
+    """A piece of a shard that is prepared and length-sorted together. Repeated teacher inputs reach the
+    teacher once per shard: sources[i] is the shard row whose vector record i takes (start + i when it is
+    computed here). The shard, the unit every engine, partition and resume shares, is the scope, so a
+    cache is byte-identical however it was run."""
+
+    shard: int
+    start: int  # the shard row of records[0]
+    records: list[Record]
+    sources: list[int]
+    last: bool  # the shard's final piece
+
+    @property
+    def computed(self) -> list[int]:
+        """The indices into records of the rows the teacher computes."""
+        return [i for i, source in enumerate(self.sources) if source == self.start + i]
+
+
+@dataclass
+class PreparedWindow:
+    piece: RecordWindow
+    rows: list[PreparedRow]
+    batches: list[Batch]  # of the computed rows only
+
+
+def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[RecordWindow]:
+    """The shards still to do, cut into sort windows."""
+    records = (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
+    for index in range(plan["num_shards"]):
+        chunk = list(islice(records, config.shard_size))
+        if index not in todo:
+            continue
+        first: dict[str, int] = {}
+        sources = [first.setdefault(record.teacher_text, row) for row, record in enumerate(chunk)]
+        for start in range(0, len(chunk), config.sort_window):
+            end = start + config.sort_window
+            yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk))
+
+
+@dataclass
+class Preparation:
+    """How a window becomes teacher batches; picklable, so a worker process gets its own copy."""
+
+    tokenizer: PreTrainedTokenizerBase
+    student_tokenizer: PreTrainedTokenizerBase | None
+    idf: IdfTable | None
+    pooling: PoolingConfig
+    batch_size: int
+
+    def rows(self, piece: RecordWindow) -> list[PreparedRow]:
+        return prepare_rows(piece.records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer)
+
+    def batches(self, piece: RecordWindow, rows: list[PreparedRow]) -> list[Batch]:
+        return list(length_sorted_batches(rows, self.batch_size, self.tokenizer.pad_token_id or 0, piece.computed))
+
+    def __call__(self, piece: RecordWindow) -> PreparedWindow:
+        rows = self.rows(piece)
+        return PreparedWindow(piece, rows, self.batches(piece, rows))
+
+
+def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, workers: int) -> Iterator[PreparedWindow]:
+    """Each piece prepared, in order: here when workers is 1, else its rows in that many spawned processes
+    (the batches, torch tensors, are made here: tensors cross processes through shared-memory handles)."""
+    if workers == 1:
+        yield from map(preparation, pieces)
+        return
+    pending: deque = deque()
+
+    def oldest() -> PreparedWindow:
+        piece, result = pending.popleft()
+        rows = result.get()  # re-raises a worker's error
+        return PreparedWindow(piece, rows, preparation.batches(piece, rows))
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=(preparation,)) as pool:  # leaving it terminates the pool
+        for piece in pieces:
+            pending.append((piece, pool.apply_async(_prepare_in_worker, (piece,))))
+            if len(pending) > AHEAD_PER_WORKER * workers:
+                yield oldest()
+        while pending:
+            yield oldest()
+
+
+_WORKER: dict[str, Preparation] = {}  # a worker process's Preparation, set once when it starts
+
+
+def _start_worker(preparation: Preparation) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker: the workers are the parallelism
+    _WORKER["preparation"] = preparation
+
+
+def _prepare_in_worker(piece: RecordWindow) -> list[PreparedRow]:
+    return _WORKER["preparation"].rows(piece)
