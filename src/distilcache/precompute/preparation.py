@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from distilcache.inputs import Record, iter_corpus
@@ -99,7 +100,7 @@ def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, w
 
     def oldest() -> PreparedWindow:
         piece, result = pending.popleft()
-        rows = result.get()  # re-raises a worker's error
+        rows = _unpack(piece, result.get())  # get() re-raises a worker's error
         return PreparedWindow(piece, rows, preparation.batches(piece, rows))
 
     context = multiprocessing.get_context("spawn")
@@ -120,5 +121,29 @@ def _start_worker(preparation: Preparation) -> None:
     _WORKER["preparation"] = preparation
 
 
-def _prepare_in_worker(piece: RecordWindow) -> list[PreparedRow]:
-    return _WORKER["preparation"].rows(piece)
+def _prepare_in_worker(piece: RecordWindow) -> list[np.ndarray]:
+    return _pack(_WORKER["preparation"].rows(piece))
+
+
+# A window's rows cross back as a few flat arrays (the main process has the records' ids and texts):
+# unpickling thousands of small row objects would cost the main process more than preparing them.
+_RAGGED = ("input_ids", "token_ids", "weights", "position_weights")
+
+
+def _pack(rows: list[PreparedRow]) -> list[np.ndarray]:
+    packed = [np.array([r.truncated for r in rows], dtype=bool)]
+    for name in _RAGGED:
+        parts = [np.asarray(getattr(r, name)) for r in rows]
+        packed += [np.array([len(p) for p in parts], dtype=np.int64), np.concatenate(parts) if parts else np.zeros(0)]
+    return packed
+
+
+def _unpack(piece: RecordWindow, packed: list[np.ndarray]) -> list[PreparedRow]:
+    truncated, ragged = packed[0], {}
+    for k, name in enumerate(_RAGGED):
+        lengths, values = packed[1 + 2 * k], packed[2 + 2 * k]
+        ragged[name] = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    return [PreparedRow(id=r.id, text=r.text, target_text=r.target_text, input_ids=ragged["input_ids"][i].tolist(),
+                        token_ids=ragged["token_ids"][i], weights=ragged["weights"][i], position_weights=ragged["position_weights"][i],
+                        truncated=bool(truncated[i]))
+            for i, r in enumerate(piece.records)]
