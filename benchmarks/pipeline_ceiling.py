@@ -30,7 +30,6 @@ from distilcache.inputs import InputSpec, Record, iter_corpus
 from distilcache.precompute import PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute.idf_pass import compute_idf, idf_in_processes
 from distilcache.precompute.preparation import Preparation, record_windows
-from distilcache.weighting import IdfTable
 from report import DATA, HERE, wordnet_sentences
 
 

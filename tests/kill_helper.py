@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from distilcache.cache_format import writer
 from distilcache.cli import main
-from distilcache.precompute import run
+from distilcache.precompute import local_engine
 from distilcache.student import directory
 from distilcache.train import loop
 from distilcache.weighting import IdfTable
@@ -48,7 +48,7 @@ elif point == "mid-shard":
 
     pq.write_table = write_table
 elif point == "after-rename":
-    real_write_shard = run.write_shard
+    real_write_shard = local_engine.write_shard
 
     def write_shard(out, index, table):
         entry = real_write_shard(out, index, table)
@@ -56,7 +56,7 @@ elif point == "after-rename":
             die()
         return entry
 
-    run.write_shard = write_shard
+    local_engine.write_shard = write_shard
 elif point == "manifest":
     real_move = writer.move_into_place
 

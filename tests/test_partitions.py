@@ -12,7 +12,7 @@ from distilcache.cache_format import CacheError
 from distilcache.cli import main
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.precompute.idf_pass import compute_idf
-from distilcache.precompute.run import merge_partitions
+from distilcache.precompute.finish import merge_partitions
 from distilcache.weighting import IdfTable
 
 LINES = recombined_sentences(1000, seed=2)

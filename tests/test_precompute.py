@@ -16,7 +16,7 @@ from distilcache import open_cache
 from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute import idf_pass
-from distilcache.precompute import run as run_module
+from distilcache.precompute import local_engine
 
 
 def _config(teacher: Path, inputs: list[Path], output: Path, **kwargs) -> PrecomputeConfig:
@@ -146,13 +146,13 @@ def test_rerun_with_other_settings_is_refused_naming_the_field(teacher_dir, corp
 def test_resume_after_a_crash_skips_finished_shards_and_equals_an_uninterrupted_run(teacher_dir, corpus, tmp_path, monkeypatch):
     precompute(_config(teacher_dir, [corpus], tmp_path / "whole", shard_size=3))
 
-    written = record_shard_writes(monkeypatch, run_module, crash_after=2)
+    written = record_shard_writes(monkeypatch, local_engine, crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         precompute(_config(teacher_dir, [corpus], tmp_path / "resumed", shard_size=3))
     assert not (tmp_path / "resumed" / "manifest.json").exists() and (tmp_path / "resumed" / "plan.json").exists()
     stamps = {i: (tmp_path / "resumed" / f"shards/part-{i:05d}.parquet").stat().st_mtime_ns for i in written}
 
-    rewritten = record_shard_writes(monkeypatch, run_module)
+    rewritten = record_shard_writes(monkeypatch, local_engine)
     manifest = precompute(_config(teacher_dir, [corpus], tmp_path / "resumed", shard_size=3))
     assert written + rewritten == [0, 1, 2, 3, 4] and manifest["run"]["resumed_shards"] == 2
     for i, stamp in stamps.items():  # finished shards were not rewritten

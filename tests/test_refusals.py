@@ -21,7 +21,7 @@ from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cli import main as cli
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
-from distilcache.precompute import run as run_module
+from distilcache.precompute import local_engine
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.train import loop as loop_module
@@ -202,14 +202,14 @@ print(grown_mb, tokens.truncated, len(tokens.token_ids))
 
 def test_an_input_that_changes_during_precompute_gives_no_cache(world, tmp_path, monkeypatch):
     corpus = write_lines(tmp_path / "corpus.txt", SENTENCES)
-    real_run_teacher = run_module._run_teacher
+    real_run_teacher = local_engine.run_teacher
 
     def while_another_process_appends(config, plan, idf, out):
         with open(corpus, "a", encoding="utf-8") as f:
             f.write("a line written while precompute ran\n")
         return real_run_teacher(config, plan, idf, out)
 
-    monkeypatch.setattr(run_module, "_run_teacher", while_another_process_appends)
+    monkeypatch.setattr(local_engine, "run_teacher", while_another_process_appends)
     with pytest.raises(CacheError, match=rf"input changed while precompute ran: {corpus}"):
         precompute(PrecomputeConfig(teacher=world["teacher"], inputs=[InputSpec(corpus)], output=tmp_path / "c", device="cpu"))
     assert not (tmp_path / "c" / "manifest.json").exists()
@@ -218,7 +218,7 @@ def test_an_input_that_changes_during_precompute_gives_no_cache(world, tmp_path,
 def test_resuming_in_another_precision_is_refused_naming_it(world, tmp_path, monkeypatch):
     out = tmp_path / "c"
     config = PrecomputeConfig(teacher=world["teacher"], inputs=[InputSpec(world["corpus"])], output=out, device="cpu", shard_size=60)
-    record_shard_writes(monkeypatch, run_module, crash_after=1)
+    record_shard_writes(monkeypatch, local_engine, crash_after=1)
     with pytest.raises(KeyboardInterrupt):
         precompute(config)
     assert json.loads((out / "plan.json").read_text())["precision"] == "fp32"

@@ -12,7 +12,7 @@ from distilcache import open_cache
 from distilcache.cache_format import verify_cache
 from distilcache.cli import main as cli
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
-from distilcache.precompute import run as run_module
+from distilcache.precompute import local_engine
 from distilcache.student import load_student
 
 moto_server = pytest.importorskip("moto.server")
@@ -78,7 +78,7 @@ def test_a_run_killed_mid_way_resumes_on_another_machine_from_what_reached_s3(en
     corpus = write_lines(tmp_path / "corpus.txt", SENTENCES)
     uri = _uri(endpoint, "resume")
     config = PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=uri, shard_size=20, device="cpu")
-    record_shard_writes(monkeypatch, run_module, crash_after=2)
+    record_shard_writes(monkeypatch, local_engine, crash_after=2)
     with pytest.raises(KeyboardInterrupt):
         precompute(config)
     objects = _objects(uri)
@@ -87,7 +87,7 @@ def test_a_run_killed_mid_way_resumes_on_another_machine_from_what_reached_s3(en
     first_two = {n: objects[n].mtime_ns for n in ("shards/part-00000.parquet", "shards/part-00001.parquet")}
 
     shutil.rmtree(mirrors)  # another machine: no local state at all
-    record_shard_writes(monkeypatch, run_module)  # no crash this time
+    record_shard_writes(monkeypatch, local_engine)  # no crash this time
     manifest = precompute(config)
     assert manifest["total_rows"] == len(SENTENCES) and manifest["run"]["resumed_shards"] == 2
     objects = _objects(uri)

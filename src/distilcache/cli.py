@@ -136,7 +136,7 @@ def _cmd_idf(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from distilcache.precompute.run import merge_partitions
+    from distilcache.precompute.finish import merge_partitions
 
     manifest = merge_partitions(args.cache)
     print(f"cache {args.cache}: {manifest['total_rows']} rows in {len(manifest['shards'])} shards, fingerprint {manifest['fingerprint'][:16]}")

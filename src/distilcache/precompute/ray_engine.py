@@ -1,7 +1,7 @@
 """`--engine ray`: the teacher pass on Ray Data actors, one teacher per actor (one GPU each on CUDA).
 
-Planning and finishing stay in run.py, so the manifest and the layout are those of the local engine by
-construction; this module replaces only `_run_teacher`, with the same contract (resume by skipping the
+Planning and finishing are run.py's, so the manifest and the layout are those of the local engine by
+construction; this module is an engine like local_engine.py: run_teacher, with the same contract (resume by skipping the
 shards that exist, the extras once, shards written with `write_shard`, run info for the manifest).
 
 Rows: the driver reads the inputs with the package's own validating reader (`record_windows`, the one
@@ -9,7 +9,7 @@ the plan counted), never with `ray.data` readers, whose notion of a row, an id o
 differ: ids, rejections and order are those of the local engine by construction. It cuts the shards
 still to do into the local engine's sort windows and puts each window into the object store (Ray
 spills to disk beyond its memory); the dataset is one row per window, so every window is tokenised,
-length-sorted and batched exactly as `_run_teacher` does it, and its vectors equal the local ones up
+length-sorted and batched exactly as the local engine does it, and its vectors equal the local ones up
 to float rounding.
 
 Actors: each loads the teacher once and turns a window into its shard rows (Preparation,
@@ -50,7 +50,7 @@ except ImportError as error:  # the extra is optional: say how to get it
 
 from distilcache.cache_format import shard_schema, write_shard
 from distilcache.devices import resolve_device, resolve_precision
-from distilcache.precompute import run
+from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.inputs import Record
 from distilcache.precompute.preparation import Preparation, RecordWindow, record_windows
@@ -77,7 +77,7 @@ class _Teacher:
         prepared = self.preparation(piece)
         vectors = pooled_vectors(self.model, prepared.batches, len(prepared.rows), self.device, self.precision,
                                  self.config.pooling.layer, self.config.pooling.normalize)
-        table = run._shard_table(prepared.rows, vectors, self.dim, self.config.dtype)
+        table = shard_table(prepared.rows, vectors, self.dim, self.config.dtype)
         table = table.append_column("shard", pa.array(np.full(len(prepared.rows), piece.shard, dtype=np.int64)))
         return table.append_column("source", pa.array(piece.sources, pa.int64()))  # the driver fills the repeats
 
@@ -126,14 +126,14 @@ def actor_precision(config: PrecomputeConfig) -> str:
             ray.shutdown()
 
 
-def run_teacher_ray(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
-    """`run._run_teacher` on Ray Data actors: the same shards, extras and run info (plus the engine's)."""
-    done, todo_set = run._shards_to_do(config, plan, out)
+def run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+    """local_engine.run_teacher on Ray Data actors: the same shards, extras and run info (plus the engine's)."""
+    done, todo_set = shards_to_do(config, plan, out)
     todo = sorted(todo_set)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    missing = run._missing_extras(config, plan, out, device, precision)
-    run_info = run._run_info(config, device, precision, done) | {
+    missing = missing_extras(config, plan, out, device, precision)
+    run_info = describe_run(config, device, precision, done) | {
         "engine": "ray", "ray": ray.__version__, "ray_workers": config.ray_workers}
     if todo:
         started = _connect()
@@ -158,13 +158,13 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
         log.warning("%d Ray workers need %d %ss, the cluster has %g: the actors that fit do the work, the others wait",
                     config.ray_workers, config.ray_workers, resource, available)
     precision = _precision(config, device)
-    windows = sum(-(-run._expected_rows(plan, i) // config.sort_window) for i in todo)
+    windows = sum(-(-expected_rows(plan, i) // config.sort_window) for i in todo)
     refs = [ray.put(w) for w in tqdm(_windows(config, plan, set(todo)), total=windows, desc="windows to the object store", unit=" windows")]
     dataset = ray.data.from_arrow_refs(refs)
     dataset.context.execution_options.preserve_order = True  # the driver cuts shards by row count
     dataset.context.enable_progress_bars = False  # the sentences bar below tells the progress
     dim, schema = plan["vector"]["dim"], shard_schema(plan["vector"]["dim"], config.dtype)
-    teacher = {"config": config, "preparation": run._preparation(config, plan, idf, out), "device": device.type,
+    teacher = {"config": config, "preparation": preparation_for(config, plan, idf, out), "device": device.type,
                "precision": precision, "dim": dim}
     vectors = dataset.map_batches(_Teacher, fn_constructor_kwargs=teacher, batch_size=1, batch_format="pyarrow",
                                   compute=ray.data.ActorPoolStrategy(size=config.ray_workers), num_gpus=int(resource == "GPU"))
@@ -173,13 +173,13 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
     started, pending, have, shards = time.perf_counter(), [], 0, iter(todo)
     index = next(shards)
     blocks = iter(vectors.iter_batches(batch_size=None, batch_format="pyarrow"))
-    with tqdm(total=plan["total_rows"], initial=sum(run._expected_rows(plan, i) for i in done), desc="precompute",
+    with tqdm(total=plan["total_rows"], initial=sum(expected_rows(plan, i) for i in done), desc="precompute",
               unit=" sent", mininterval=1, smoothing=0.1) as bar, closing(blocks):  # closed early: Ray stops the actors
         for block in blocks:
             pending.append(block)
             have += len(block)
             bar.update(len(block))
-            while index is not None and have >= (rows := run._expected_rows(plan, index)):
+            while index is not None and have >= (rows := expected_rows(plan, index)):
                 table = pa.concat_tables(pending)
                 shard, pending, have = table.slice(0, rows), [table.slice(rows)], have - rows
                 if pc.any(pc.not_equal(shard["shard"], index)).as_py():
@@ -189,7 +189,7 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
                 if config.push:  # a URI output: upload the shard now
                     config.push()
                 index = next(shards, None)
-    rows_done = sum(run._expected_rows(plan, i) for i in todo)
+    rows_done = sum(expected_rows(plan, i) for i in todo)
     if index is not None or have:
         raise RuntimeError(f"Ray returned {bar.n - bar.initial} rows, the plan expects {rows_done}")
     seconds = time.perf_counter() - started

@@ -1,0 +1,88 @@
+"""Finishing a precompute: the manifest (written last, atomically), the dataset card, and the merge of a
+partitioned run's partial manifests."""
+
+import shutil
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from distilcache.cache_format import LOCK_FILE, MANIFEST_FILE, PLAN_FILE, CacheError, CacheLock, read_manifest, write_json_atomic
+from distilcache.cache_format.card import dataset_card
+from distilcache.cache_format.hashing import sha256_file
+from distilcache.cache_format.layout import CARD_FILE, TOKEN_VECTORS_FILE
+from distilcache.cache_format.manifest import read_json
+from distilcache.cache_format.remote import Remote, is_remote
+from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
+from distilcache.precompute.partitions import PARTITIONS_DIR, read_partials
+from distilcache.precompute.seed import seed_entry
+from distilcache.precompute.shards import completed_shards, expected_rows
+from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
+
+
+
+def finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[str, Any]:
+    shards = [shard_entry(out, index, expected_rows(plan, index)) for index in range(plan["num_shards"])]
+    stats = Counter()
+    for entry in shards:
+        table = pq.read_table(out / entry["file"], columns=["text", "target_text", "token_ids", "truncated"])
+        stats["rows_with_target"] += len(table) - table["target_text"].null_count
+        stats["teacher_inputs"] += pc.count_distinct(pc.coalesce(table["target_text"], table["text"])).as_py()  # see RecordWindow
+        stats["truncated_rows"] += int(pc.sum(table["truncated"]).as_py() or 0)
+        stats["rows_without_tokens"] += int(pc.sum(pc.equal(pc.list_value_length(table["token_ids"]), 0)).as_py() or 0)
+    manifest = {key: value for key, value in plan.items() if key != "num_shards"}
+    manifest |= {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "shards": shards,
+        "total_rows": sum(entry["rows"] for entry in shards),
+        "seed": seed_entry(out, plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
+        "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
+        "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens", "teacher_inputs")},
+        "run": run_info,
+    }
+    write_text_atomic(dataset_card(manifest, out.resolve().name), out / CARD_FILE)
+    manifest["card"] = {"file": CARD_FILE, "sha256": sha256_file(out / CARD_FILE)}
+    write_json_atomic(manifest, out / MANIFEST_FILE)
+    remove_run_files(out)
+    return manifest
+
+
+def remove_run_files(out: Path) -> None:
+    """plan.json and the partitions' partial manifests served the run; the manifest replaces them."""
+    (out / PLAN_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTITIONS_DIR, ignore_errors=True)
+
+
+def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    token_ids = pq.read_table(out / TOKEN_VECTORS_FILE, columns=["token_id"])["token_id"].to_numpy()
+    every = np.array_equal(token_ids, np.arange(len(token_ids)))
+    return {"file": TOKEN_VECTORS_FILE, "sha256": sha256_file(out / TOKEN_VECTORS_FILE), "rows": len(token_ids),
+            "coverage": "all" if every else "used", "dim": plan["vector"]["dim"], "dtype": plan["vector"]["dtype"],
+            "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
+
+
+def merge_partitions(out: Path | str) -> dict[str, Any]:
+    """Check the partitions' partial manifests against the plan and write the final manifest."""
+    if is_remote(out):
+        remote = Remote.parse(out)
+        local = remote.mirror()
+        remote.pull(local)
+        manifest = merge_partitions(local)
+        remote.push_changed(local)
+        return manifest
+    with CacheLock(out, f"{LOCK_FILE}-merge"):
+        if (out / MANIFEST_FILE).exists():
+            return read_manifest(out)
+        plan = read_json(out / PLAN_FILE) if (out / PLAN_FILE).exists() else None
+        if plan is None:
+            raise CacheError(f"{out}: no {PLAN_FILE}; nothing to merge (is it a partitioned precompute's output?)")
+        partials = read_partials(out, plan)
+        missing = sorted(set(range(plan["num_shards"])) - completed_shards(out, plan))
+        if missing:
+            raise CacheError(f"{out}: shards {missing} are missing although every partition reported done")
+        remove_stale_tmp_files(out)
+        return finish(plan, {"partitions": [p["run"] for p in partials]}, out)

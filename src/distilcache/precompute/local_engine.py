@@ -1,0 +1,73 @@
+"""The local engine of the teacher pass: this process runs the teacher, windows are prepared ahead by a
+thread (and `--workers` processes), shards are written in order. The Ray engine (ray_engine.py) has the
+same interface: run_teacher(config, plan, idf, out) -> run info."""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from distilcache.cache_format import write_shard
+from distilcache.devices import resolve_device, resolve_precision
+from distilcache.precompute.config import PrecomputeConfig
+from distilcache.precompute.prefetch import prefetch
+from distilcache.precompute.preparation import prepared_windows, record_windows
+from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
+from distilcache.teacher.model import load_model, pooled_vectors
+from distilcache.teacher.prepare import PreparedRow
+from distilcache.weighting import IdfTable
+
+log = logging.getLogger(__name__)
+
+
+def run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+    done, todo = shards_to_do(config, plan, out)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    run_info = describe_run(config, device, precision, done)
+    missing = missing_extras(config, plan, out, device, precision)
+    if not todo and not missing:
+        return run_info
+    model = load_model(config.teacher, device)
+    if todo:
+        run_info |= _compute_shards(config, plan, idf, out, todo, done, model, device, precision)
+    for export in missing:
+        export(model)
+    return run_info
+
+
+def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path, todo: set[int],
+                    done: set[int], model: Any, device: torch.device, precision: str) -> dict[str, Any]:
+    preparation = preparation_for(config, plan, idf, out)
+    workers = min(config.workers, sum(-(-expected_rows(plan, i) // config.sort_window) for i in todo))  # one window each at least
+    dim = plan["vector"]["dim"]
+    started, rows_done = time.perf_counter(), 0
+    log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
+             len(todo), workers)
+    with tqdm(total=plan["total_rows"], initial=sum(expected_rows(plan, i) for i in done), desc="precompute",
+              unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
+        shard_rows: list[PreparedRow] = []
+        shard_vectors: list[np.ndarray] = []
+        sources: list[int] = []
+        windows = prepared_windows(record_windows(config, plan, todo), preparation, workers)
+        for window in prefetch(windows, depth=4):  # reading and handing out windows overlap the teacher
+            vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
+                                     config.pooling.normalize, on_batch=bar.update)
+            bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
+            shard_rows += window.rows
+            shard_vectors.append(vectors)
+            sources += window.piece.sources
+            if window.piece.last:
+                vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
+                write_shard(out, window.piece.shard, shard_table(shard_rows, vectors, dim, config.dtype))
+                if config.push:
+                    config.push()
+                rows_done += len(shard_rows)
+                shard_rows, shard_vectors, sources = [], [], []
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None,
+            "preparing_workers": workers}
