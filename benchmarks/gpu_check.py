@@ -24,10 +24,11 @@ import torch
 import transformers
 
 from distilcache.cache_format import open_cache
-from distilcache.inputs import InputSpec, Record, iter_corpus
+from distilcache.inputs import InputSpec
 from distilcache.precompute import PoolingConfig, PrecomputeConfig, precompute
 from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
-from distilcache.teacher.prepare import Batch, length_sorted_batches, prepare_rows
+from distilcache.precompute.preparation import Preparation, record_windows
+from distilcache.teacher.prepare import Batch
 from distilcache.train import TrainConfig, train
 from distilcache.weighting import IdfTable
 from pipeline_ceiling import mixed_sentences
@@ -35,17 +36,15 @@ from report import DATA
 
 
 
-def prepared(cache_dir: Path, corpus: Path, pooling: PoolingConfig, batch_size: int, sort_window: int) -> tuple[list[list[Batch]], float]:
-    """The batches precompute made (the same windows, tokens and weights), and the CPU rows/s of making them."""
+def prepared(cache_dir: Path, config: PrecomputeConfig, pooling: PoolingConfig) -> tuple[list[list[Batch]], float]:
+    """The batches precompute made (its windows, tokens and weights), and the CPU rows/s of making them."""
     cache = open_cache(cache_dir)
-    tokenizer = load_tokenizer(cache_dir / "tokenizer")
     idf = IdfTable.load(cache.idf_path) if cache.idf_path else None
-    records = [item for item in iter_corpus([InputSpec(corpus)]) if isinstance(item, Record)]
-    started, windows = time.perf_counter(), []
-    for start in range(0, len(records), sort_window):
-        rows = prepare_rows(records[start : start + sort_window], tokenizer, pooling, idf)
-        windows.append(list(length_sorted_batches(rows, batch_size, tokenizer.pad_token_id or 0)))
-    return windows, len(records) / (time.perf_counter() - started)
+    preparation = Preparation(load_tokenizer(cache_dir / "tokenizer"), None, idf, pooling, config.batch_size)
+    plan = {"num_shards": len(cache.manifest["shards"])}
+    started = time.perf_counter()
+    windows = [preparation(piece).batches for piece in record_windows(config, plan, range(plan["num_shards"]))]
+    return windows, cache.num_rows / (time.perf_counter() - started)
 
 
 def forward(model, windows: list[list[Batch]], device: torch.device, precision: str, layer: int, normalize: bool) -> tuple[list[np.ndarray], float]:
@@ -75,7 +74,7 @@ def check_teacher(name: str, teacher: Path, pooling: PoolingConfig, corpus: Path
     manifest = precompute(config)
     end_to_end = manifest["total_rows"] / (time.perf_counter() - started)
     pooling = PoolingConfig(**manifest["pooling"])
-    windows, prepare_rate = prepared(out, corpus, pooling, batch_size, config.sort_window)
+    windows, prepare_rate = prepared(out, config, pooling)
     model = load_model(teacher, device)
     bf16, bare_rate = forward(model, windows, device, "bf16", pooling.layer, pooling.normalize)
     fp32, fp32_rate = forward(model, windows[:2], device, "fp32", pooling.layer, pooling.normalize)
