@@ -5,17 +5,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_teacher, recombined_sentences, write_lines
 from transformers import AutoModel
 
-from conftest import make_teacher, recombined_sentences, write_lines
 from distilcache import open_cache
+from distilcache.cache_format import CacheError, writer
+from distilcache.cache_format.split import split_by_id
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.student import load_student
-from distilcache.train import TrainConfig, train
+from distilcache.student.model import pad_rows
+from distilcache.train import TrainConfig, data, train
 from distilcache.train import loop as loop_module
-from distilcache.cache_format.split import split_by_id
-from distilcache.train.data import iter_batches, length_grouped, load_rows
+from distilcache.train.data import CacheRows, held_out_batches, read_rows, row_groups, scan_cache, training_batches
 
 SENTENCES = recombined_sentences(400)
 
@@ -32,6 +34,23 @@ def small_cache(tmp_path_factory) -> Path:
     return root / "cache"
 
 
+@pytest.fixture(scope="module")
+def streamed_cache(tmp_path_factory) -> Path:
+    """A 400-row cache in row groups of 16 rows: training reads it in many pieces."""
+    root = tmp_path_factory.mktemp("streamed")
+    teacher = make_teacher(root / "teacher", texts=SENTENCES)
+    corpus = write_lines(root / "train.txt", SENTENCES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writer, "ROW_GROUP_ROWS", 16)
+        precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=root / "cache", device="cpu", shard_size=150))
+    return root / "cache"
+
+
+def _all_rows(cache_dir: Path) -> CacheRows:
+    cache = open_cache(cache_dir)
+    return CacheRows.concat([read_rows(group, cache.dim) for group in row_groups(cache)])
+
+
 def _train(cache: Path, output: Path, **kwargs) -> dict:
     options = {"epochs": 4, "batch_size": 32, "val_fraction": 0.2, "device": "cpu"} | kwargs
     return train(TrainConfig(cache=cache, output=output, **options))
@@ -46,13 +65,58 @@ def test_the_held_out_split_depends_on_ids_only():
     assert set(split_by_id(ids, 0.05)[1]) <= set(val_a)  # a smaller held-out set is a subset
 
 
-def test_length_grouped_batches_cover_every_row_once_with_little_padding():
-    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
-    batches = length_grouped(np.arange(1000), lengths, 10, np.random.default_rng(1))
-    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
-    padding = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches)
-    random_padding = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in np.array_split(np.random.default_rng(2).permutation(1000), 100))
-    assert padding < random_padding / 5
+def test_an_epoch_serves_every_training_row_once_in_full_length_grouped_batches(streamed_cache, monkeypatch):
+    cache = open_cache(streamed_cache)
+    scan = scan_cache(cache, 0.2, vocab_size=10_000)
+    assert len(scan.groups) > 20 and all(group.rows <= 16 for group in scan.groups)
+    rows = _all_rows(streamed_cache)
+    train_idx, val_idx = split_by_id(rows.ids.to_pylist(), 0.2)
+    assert (scan.train_rows, scan.held_out_rows) == (len(train_idx), len(val_idx))
+    np.testing.assert_array_equal(scan.token_ids, np.unique(rows.token_ids))
+
+    held = []
+    real_concat = CacheRows.concat
+    monkeypatch.setattr(CacheRows, "concat", staticmethod(lambda blocks: held.append(sum(map(len, blocks))) or real_concat(blocks)))
+
+    def epoch(seed: int, buffer_rows: int) -> list:
+        return list(training_batches(scan, cache.dim, lambda r: r, 4, buffer_rows, np.random.default_rng(seed), pad_id=0))
+
+    batches = epoch(1, 48)
+    ids = [i for batch in batches for i in batch.ids.to_pylist()]
+    assert sorted(ids) == sorted(rows.ids.take(train_idx).to_pylist())  # every training row once, no held-out row
+    assert len(batches) == -(-len(train_idx) // 4) and sum(len(b) < 4 for b in batches) <= 1
+    assert max(held) < 48 + 16 < len(train_idx)  # the buffer and one row group, not the cache
+    row_of = {row_id: i for i, row_id in enumerate(rows.ids.to_pylist())}
+    for batch in batches[:5]:  # each batch carries its rows' own tokens and teacher vectors
+        members = np.array([row_of[i] for i in batch.ids.to_pylist()])
+        expected = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], rows.lengths[members], 0)
+        np.testing.assert_array_equal(batch.inputs.token_ids.numpy(), expected.token_ids.numpy())
+        np.testing.assert_array_equal(batch.teacher_vectors.numpy(), rows.vectors[members].astype(np.float32))
+
+    lengths = rows.lengths
+    padding = sum(lengths[[row_of[i] for i in b.ids.to_pylist()]].max() * len(b) - b.inputs.lengths.sum().item() for b in batches)
+    shuffled = np.random.default_rng(2).permutation(train_idx)
+    random_padding = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in np.array_split(shuffled, len(batches)))
+    assert padding < random_padding / 2
+    assert [b.ids.to_pylist() for b in epoch(1, 48)] == [b.ids.to_pylist() for b in batches]  # the rng alone decides
+    assert [b.ids.to_pylist() for b in epoch(2, 48)] != [b.ids.to_pylist() for b in batches]
+    whole = epoch(1, 10_000)  # a buffer over the cache: one shuffle of every row
+    assert sorted(i for b in whole for i in b.ids.to_pylist()) == sorted(ids)
+
+    held_out = list(held_out_batches(scan, cache.dim, lambda r: r, 4, 48, pad_id=0))
+    assert sorted(i for b in held_out for i in b.ids.to_pylist()) == sorted(rows.ids.take(val_idx).to_pylist())
+
+
+def test_a_cache_whose_token_ids_are_outside_the_tokenizer_is_refused_before_training(streamed_cache):
+    cache = open_cache(streamed_cache)
+    with pytest.raises(CacheError, match=r"part-00000.parquet: row group 0 holds token ids outside the tokenizer's 0\.\.9"):
+        scan_cache(cache, 0.2, vocab_size=10)
+
+
+def test_a_row_group_too_large_to_read_whole_is_refused(streamed_cache, monkeypatch):
+    monkeypatch.setattr(data, "MAX_GROUP_ROWS", 15)
+    with pytest.raises(CacheError, match="row group 0 declares 16 rows, over the 15 read at once"):
+        row_groups(open_cache(streamed_cache))
 
 
 @pytest.mark.parametrize("student", ["bilstm", "transformer"])
@@ -75,8 +139,7 @@ def test_the_transformer_student_is_a_standard_hugging_face_directory(small_cach
 def test_encode_sees_the_same_tokens_and_weights_as_training_and_save_load_round_trips(small_cache, tmp_path):
     _train(small_cache, tmp_path / "s", epochs=2)
     student = load_student(tmp_path / "s")
-    cache = open_cache(small_cache)
-    rows = load_rows(cache)
+    rows = _all_rows(small_cache)
     from distilcache.weighting import weighted_tokens
 
     tokens = weighted_tokens(SENTENCES, student.tokenizer, student.info["pooling"]["max_length"], student.idf,
@@ -85,7 +148,7 @@ def test_encode_sees_the_same_tokens_and_weights_as_training_and_save_load_round
         np.testing.assert_array_equal(t.token_ids, rows.token_ids[rows.offsets[i] : rows.offsets[i + 1]])
         np.testing.assert_allclose(t.weights, rows.weights[rows.offsets[i] : rows.offsets[i + 1]], rtol=1e-6)
 
-    (_, inputs, _), = iter_batches(rows, [np.arange(len(rows))], student.model.config.pad_id)
+    inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[:-1], rows.lengths, student.model.config.pad_id)
     with torch.no_grad():
         seen_in_training = student.model(inputs.token_ids, inputs.lengths, inputs.weights).numpy()
     encoded = student.encode(SENTENCES, batch_size=64)
@@ -106,8 +169,11 @@ def test_encode_handles_empty_long_mixed_and_unknown_text(small_cache, tmp_path)
     np.testing.assert_allclose(np.diag(similarity), 1.0, atol=1e-5)
 
 
-def test_a_resumed_run_reaches_the_same_state_as_an_uninterrupted_one(small_cache, tmp_path, monkeypatch):
-    whole = _train(small_cache, tmp_path / "whole", epochs=4, patience=10)
+@pytest.mark.parametrize("cache_name, options", [("small_cache", {}), ("streamed_cache", {"batch_size": 8, "shuffle_buffer": 48})],
+                         ids=["whole-cache-buffer", "many-buffers"])
+def test_a_resumed_run_reaches_the_same_state_as_an_uninterrupted_one(cache_name, options, tmp_path, monkeypatch, request):
+    small_cache = request.getfixturevalue(cache_name)
+    whole = _train(small_cache, tmp_path / "whole", epochs=4, patience=10, **options)
 
     real_write_log = loop_module._write_log
 
@@ -118,11 +184,11 @@ def test_a_resumed_run_reaches_the_same_state_as_an_uninterrupted_one(small_cach
 
     monkeypatch.setattr(loop_module, "_write_log", killed_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10)
+        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10, **options)
     monkeypatch.setattr(loop_module, "_write_log", real_write_log)
     with pytest.raises(FileExistsError, match="--resume"):
-        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10)
-    resumed = _train(small_cache, tmp_path / "resumed", epochs=4, patience=10, resume=True)
+        _train(small_cache, tmp_path / "resumed", epochs=4, patience=10, **options)
+    resumed = _train(small_cache, tmp_path / "resumed", epochs=4, patience=10, resume=True, **options)
 
     assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3, 4]
     for a, b in zip(whole["history"], resumed["history"]):

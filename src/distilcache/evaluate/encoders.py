@@ -12,8 +12,8 @@ from distilcache.cache_format.errors import ConfigError
 from distilcache.devices import resolve_device
 from distilcache.inputs import Record
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH, PoolingConfig
-from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
 from distilcache.teacher.model import load_model, load_tokenizer, pooled_vectors
+from distilcache.teacher.prepare import length_sorted_batches, prepare_rows
 from distilcache.weighting import IdfTable
 
 

@@ -11,24 +11,29 @@ import numpy as np
 
 from distilcache.cache_format import Cache
 from distilcache.cache_format.errors import ConfigError
+from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.split import split_by_id
 from distilcache.evaluate.encoders import EvalModel
 from distilcache.evaluate.metrics import paired_cosine, recall_at_k, similarity_agreement
-from distilcache.pairs import spearman
-from distilcache.pairs import StsPairs
+from distilcache.pairs import StsPairs, spearman
 
 log = logging.getLogger(__name__)
 
 
 def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[list[str], np.ndarray]:
-    """Texts and teacher vectors of the cache rows no student trained on (same id-hash split as train)."""
-    table = cache.table(["id", "text"])
-    _, held_out = split_by_id(table["id"].to_pylist(), val_fraction)
-    held_out = held_out[:max_rows]
-    if len(held_out) == 0:
+    """Texts and teacher vectors of the first max_rows cache rows no student trained on (same id-hash split as
+    train), read a row group at a time until there are enough."""
+    texts, vectors = [], []
+    for batch in cache.iter_batches(["id", "text", "vector"]):
+        _, held_out = split_by_id(batch["id"].to_pylist(), val_fraction)
+        held_out = held_out[: max_rows - len(texts)]
+        texts += batch["text"].take(held_out).to_pylist()
+        vectors.append(vector_array(batch["vector"].take(held_out), cache.dim))
+        if len(texts) == max_rows:
+            break
+    if not texts:
         raise ConfigError(f"{cache.path}: no held-out rows at --val-fraction {val_fraction}")
-    texts = table["text"].take(held_out).to_pylist()
-    return texts, cache.vectors()[held_out]
+    return texts, np.concatenate(vectors).astype(np.float32)
 
 
 def _seconds(run: Callable[[], Any]) -> float:

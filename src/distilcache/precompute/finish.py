@@ -24,7 +24,6 @@ from distilcache.precompute.shards import completed_shards, expected_rows
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 
 
-
 def finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[str, Any]:
     shards = [shard_entry(out, index, expected_rows(plan, index)) for index in range(plan["num_shards"])]
     stats = Counter()

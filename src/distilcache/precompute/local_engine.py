@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from distilcache.cache_format import write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute.config import PrecomputeConfig
-from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.preparation import prepared_windows, record_windows
 from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
+from distilcache.prefetch import prefetch
 from distilcache.teacher.model import load_model, pooled_vectors
 from distilcache.teacher.prepare import PreparedRow
 from distilcache.weighting import IdfTable

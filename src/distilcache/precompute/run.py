@@ -28,9 +28,9 @@ from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.remote import Remote, is_remote
 from distilcache.cache_format.writer import remove_stale_tmp_files
 from distilcache.devices import resolve_device, resolve_precision
+from distilcache.precompute import local_engine
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.finish import finish, merge_partitions, remove_run_files
-from distilcache.precompute import local_engine
 from distilcache.precompute.partitions import all_partitions_done, own_shards, write_partial_manifest
 from distilcache.precompute.plan import (
     check_output,

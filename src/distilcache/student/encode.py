@@ -24,10 +24,17 @@ from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.writer import write_parquet_atomic, write_text_atomic
 from distilcache.inputs import InputSpec, Record, Rejection, iter_corpus
 from distilcache.student.backends import BACKENDS, default_backend
+from distilcache.student.directory import (
+    IDF_FILE,
+    ONNX_FILE,
+    StudentError,
+    load_student_model,
+    read_table_ids,
+    student_file,
+    weights_digest,
+)
 from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
 from distilcache.student.vocabulary import lookup_table
-from distilcache.student.directory import (IDF_FILE, ONNX_FILE, StudentError, load_student_model, read_table_ids, student_file,
-                                          weights_digest)
 from distilcache.weighting import IdfTable, WeightedBatch, weighted_batch
 
 log = logging.getLogger(__name__)

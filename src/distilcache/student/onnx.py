@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from distilcache.cache_format.writer import write_atomic
+from distilcache.student.directory import HEAD_FILES, ONNX_FILE, load_student_model, weights_digest
 from distilcache.student.encode import ONNX_WEIGHTS_KEY, Student, load_student
 from distilcache.student.model import BiLSTMEncoder, StudentModel
-from distilcache.student.directory import HEAD_FILES, ONNX_FILE, load_student_model, weights_digest
 
 log = logging.getLogger(__name__)
 

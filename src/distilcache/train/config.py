@@ -66,6 +66,9 @@ class TrainConfig:
     # the student's first k dimensions (re-normalised) against the teacher's full vectors, times matryoshka_weight
     matryoshka_dims: tuple[int, ...] = ()
     matryoshka_weight: float = 1.0
+    # rows shuffled together: training reads the cache a buffer at a time (memory holds this many rows,
+    # not the cache); a cache smaller than it is shuffled whole
+    shuffle_buffer: int = 250_000
     val_fraction: float = 0.05
     patience: int = 3  # epochs without a better held-out fidelity before stopping
     seed: int = 0
@@ -75,7 +78,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse, before any work, options that cannot give a student."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("shuffle_buffer", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
         for name in ("layers", "hidden", "embedding_dim"):
@@ -126,7 +129,9 @@ class TrainConfig:
     def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
         """Settings an older release recorded (in a checkpoint), in today's names."""
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
-        before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0}  # what it did
+        # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
+        before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
+                  "shuffle_buffer": TrainConfig.shuffle_buffer}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:

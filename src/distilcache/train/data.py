@@ -1,79 +1,235 @@
-"""Cache rows as flat numpy arrays, and length-grouped padded batches of them."""
+"""Cache rows streamed in bounded memory, as length-grouped padded batches.
 
-from collections.abc import Iterator
+The cache is read one Parquet row group at a time. One scan before training learns what the run needs
+from every row (the held-out split, the token ids in use, that every vector is finite). Each epoch reads
+the row groups in a shuffled order into a shuffle buffer, permutes the buffer, sorts groups of
+GROUP_BATCHES batches by length (little padding) and serves their batches in a shuffled order. Memory
+holds the buffer and the row groups read ahead, not the cache; what it keeps per row is one bit (the
+held-out split). A cache smaller than the buffer is shuffled whole.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
+from tqdm.auto import tqdm
 
 from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
+from distilcache.cache_format.split import id_scores
+from distilcache.prefetch import prefetch
 from distilcache.student.model import PaddedBatch, pad_rows
 
+log = logging.getLogger(__name__)
+
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
+READ_AHEAD = 4  # row groups decoded in a thread while the student trains
+MAX_GROUP_ROWS = 1 << 20  # the largest row group read whole (the writer's are ROW_GROUP_ROWS)
+COLUMNS = ["id", "token_ids", "weights", "vector"]
 
 
 @dataclass
 class CacheRows:
-    """token_ids / weights of row i are values[offsets[i]:offsets[i+1]]; vectors[i] is its teacher vector."""
+    """A block of cache rows: token_ids / weights of row i are values[offsets[i]:offsets[i+1]]; vectors[i] is its
+    teacher vector."""
 
-    ids: list[str]
-    offsets: np.ndarray  # int64, (rows + 1,)
+    ids: pa.Array  # strings
+    offsets: np.ndarray  # int64, (rows + 1,), from 0
     token_ids: np.ndarray  # int32
     weights: np.ndarray  # float32
     vectors: np.ndarray  # (rows, dim), the cache's dtype
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.offsets) - 1
 
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def nonfinite(self, chunk: int = 1 << 16) -> np.ndarray:
-        """Indices of the rows whose teacher vector holds a NaN or an infinity (in chunks: no full-size mask)."""
-        return np.concatenate([start + np.flatnonzero(~np.isfinite(self.vectors[start : start + chunk]).all(axis=1))
-                               for start in range(0, len(self), chunk)] or [np.zeros(0, dtype=np.int64)])
+    def take(self, members: np.ndarray) -> "CacheRows":
+        """Rows `members`, in that order, as a block of their own."""
+        lengths = self.lengths[members]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.repeat(self.offsets[members] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return CacheRows(self.ids.take(pa.array(members, pa.int64())), offsets, self.token_ids[flat], self.weights[flat],
+                         self.vectors[members])
+
+    @staticmethod
+    def concat(blocks: list["CacheRows"]) -> "CacheRows":
+        starts = np.cumsum([0] + [int(b.offsets[-1]) for b in blocks])
+        offsets = np.concatenate([[0]] + [b.offsets[1:] + start for b, start in zip(blocks, starts)]).astype(np.int64)
+        return CacheRows(pa.concat_arrays([b.ids for b in blocks]), offsets, np.concatenate([b.token_ids for b in blocks]),
+                         np.concatenate([b.weights for b in blocks]), np.concatenate([b.vectors for b in blocks]))
 
 
-def _flat_list(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks()
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of a shard: the unit read and shuffled."""
+
+    path: Path
+    index: int
+    rows: int
+
+
+def _flat_list(array: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     offsets = array.offsets.to_numpy().astype(np.int64)
     values = array.values.to_numpy()[offsets[0] : offsets[-1]]
     return offsets - offsets[0], values
 
 
-def load_rows(cache: Cache) -> CacheRows:
-    """Read the training columns once (shards are memory-mapped; nothing is re-tokenised)."""
-    table = cache.table(["id", "token_ids", "weights", "vector"])
-    offsets, token_ids = _flat_list(table["token_ids"])
-    weight_offsets, weights = _flat_list(table["weights"])
+def row_groups(cache: Cache) -> list[RowGroup]:
+    """Every row group of the cache in row order, each checked to be small enough to read whole."""
+    groups = []
+    for path in cache.shard_paths:
+        metadata = pq.ParquetFile(path, memory_map=True).metadata
+        for index in range(metadata.num_row_groups):
+            rows = metadata.row_group(index).num_rows
+            if not 0 <= rows <= MAX_GROUP_ROWS:
+                raise CacheError(f"{path}: row group {index} declares {rows} rows, over the {MAX_GROUP_ROWS} read at once")
+            groups.append(RowGroup(path, index, rows))
+    return groups
+
+
+def read_rows(group: RowGroup, dim: int) -> CacheRows:
+    """The training columns of one row group (nothing is re-tokenised)."""
+    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=COLUMNS).combine_chunks()
+    if table.num_rows != group.rows:
+        raise CacheError(f"{group.path}: row group {group.index} holds {table.num_rows} rows, its metadata {group.rows}")
+    offsets, token_ids = _flat_list(table["token_ids"].chunk(0)) if table.num_rows else (np.zeros(1, np.int64), np.zeros(0))
+    weight_offsets, weights = _flat_list(table["weights"].chunk(0)) if table.num_rows else (offsets, np.zeros(0))
     if not np.array_equal(offsets, weight_offsets):
-        raise CacheError(f"{cache.path}: token_ids and weights are not aligned")
-    vectors = vector_array(table["vector"], cache.dim)
-    return CacheRows(table["id"].to_pylist(), offsets, token_ids.astype(np.int32), weights.astype(np.float32), vectors)
+        raise CacheError(f"{group.path}: row group {group.index}: token_ids and weights are not aligned")
+    ids = table["id"].chunk(0) if table.num_rows else pa.array([], pa.string())
+    return CacheRows(ids, offsets, token_ids.astype(np.int32), weights.astype(np.float32), vector_array(table["vector"], dim))
 
 
-def length_grouped(indices: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
-    """Cut indices into batches of similar length. With rng: shuffle rows, sort within groups of
-    GROUP_BATCHES batches, shuffle the batch order. Without: plain length order (evaluation)."""
-    if rng is None:
-        ordered = indices[np.argsort(lengths[indices], kind="stable")]
-        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-    shuffled = rng.permutation(indices)
-    group = batch_size * GROUP_BATCHES
-    batches = []
-    for start in range(0, len(shuffled), group):
-        members = shuffled[start : start + group]
-        members = members[np.argsort(lengths[members], kind="stable")]
-        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+@dataclass
+class CacheScan:
+    """What training needs to know of every row before its first step."""
+
+    groups: list[RowGroup]
+    held_out: list[np.ndarray]  # per row group, packed bits: is row i held out
+    train_rows: int
+    held_out_rows: int
+    token_ids: np.ndarray  # the token ids the rows use, sorted
+
+    def held_out_mask(self, group: int) -> np.ndarray:
+        return np.unpackbits(self.held_out[group], count=self.groups[group].rows).astype(bool)
 
 
-def iter_batches(rows: CacheRows, batches: list[np.ndarray], pad_id: int) -> Iterator[tuple[np.ndarray, PaddedBatch, torch.Tensor]]:
-    """(the batch's row indices, padded inputs, float32 teacher vectors) per batch."""
-    lengths = rows.lengths
-    for members in batches:
-        teacher_vectors = torch.from_numpy(rows.vectors[members].astype(np.float32))
-        yield members, pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id), teacher_vectors
+def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
+    """Read every row group once: the id-hash held-out split, the token ids in use (each checked to be one of
+    the tokenizer's), and a refusal naming the rows whose teacher vector is not finite (a NaN computed
+    before the manifest was written passes every checksum)."""
+    groups = row_groups(cache)
+    held_out, used = [], np.zeros(vocab_size, dtype=bool)
+    bad_ids: list[str] = []
+    bad = train_rows = held_out_rows = 0
+    with tqdm(total=cache.num_rows, desc="scanning cache", unit=" rows", mininterval=1) as bar:
+        for group in groups:
+            rows = read_rows(group, cache.dim)
+            if len(rows.token_ids) and not (0 <= rows.token_ids.min() and rows.token_ids.max() < vocab_size):
+                raise CacheError(f"{group.path}: row group {group.index} holds token ids outside the tokenizer's "
+                                 f"0..{vocab_size - 1}")
+            used[rows.token_ids] = True
+            mask = id_scores(rows.ids.to_pylist()) < val_fraction
+            held_out.append(np.packbits(mask))
+            held_out_rows += int(mask.sum())
+            train_rows += len(rows) - int(mask.sum())
+            finite = np.isfinite(rows.vectors).all(axis=1)
+            if not finite.all():
+                bad += int((~finite).sum())
+                bad_ids += rows.ids.filter(pa.array(~finite)).to_pylist()[: 5 - len(bad_ids)]
+            bar.update(len(rows))
+    if bad:
+        raise CacheError(f"{cache.path}: {bad} row(s) have a non-finite teacher vector, e.g. ids {bad_ids}; "
+                         "`distilcache verify` lists the first of each shard")
+    return CacheScan(groups, held_out, train_rows, held_out_rows, np.flatnonzero(used))
+
+
+@dataclass
+class Batch:
+    ids: pa.Array  # the rows' ids, to name them in an error
+    inputs: PaddedBatch
+    teacher_vectors: torch.Tensor  # float32
+
+    def __len__(self) -> int:
+        return len(self.teacher_vectors)
+
+
+def _batch(rows: CacheRows, members: np.ndarray, pad_id: int) -> Batch:
+    inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], rows.lengths[members], pad_id)
+    return Batch(rows.ids.take(pa.array(members, pa.int64())), inputs, torch.from_numpy(rows.vectors[members].astype(np.float32)))
+
+
+def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    members = members[np.argsort(np.maximum(lengths[members], 1), kind="stable")]
+    return [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+
+
+def _kept_rows(scan: CacheScan, order: np.ndarray, held_out: bool, dim: int,
+               transform: Callable[[CacheRows], CacheRows]) -> Iterator[CacheRows]:
+    """The training (or held-out) rows of the row groups in `order`, read ahead in a thread."""
+    def read() -> Iterator[CacheRows]:
+        for group in order:
+            rows = read_rows(scan.groups[group], dim)
+            keep = scan.held_out_mask(group) == held_out
+            yield transform(rows.take(np.flatnonzero(keep)))
+    return prefetch(read(), READ_AHEAD)
+
+
+def training_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows], CacheRows], batch_size: int,
+                     buffer_rows: int, rng: np.random.Generator, pad_id: int) -> Iterator[Batch]:
+    """One epoch of training batches. Row groups come in a shuffled order; once the buffer holds buffer_rows,
+    it is permuted and its whole groups of GROUP_BATCHES batches (fewer if the buffer is smaller) are served,
+    each sorted by length, their batches in a shuffled order; the rest waits for the next fill. So every batch but the epoch's last
+    few is full, and an epoch is ceil(train_rows / batch_size) batches. Everything random comes from rng."""
+    capacity = max(buffer_rows, batch_size)
+    group_rows = min(batch_size * GROUP_BATCHES, capacity // batch_size * batch_size)
+    waiting: list[CacheRows] = []
+    held = 0
+    for rows in _kept_rows(scan, rng.permutation(len(scan.groups)), False, dim, transform):
+        waiting.append(rows)
+        held += len(rows)
+        if held < capacity:
+            continue
+        buffer = CacheRows.concat(waiting)
+        shuffled = rng.permutation(len(buffer))
+        whole = len(buffer) // group_rows * group_rows
+        yield from _serve(buffer, shuffled[:whole], group_rows, batch_size, rng, pad_id)
+        waiting = [buffer.take(shuffled[whole:])]
+        held = len(waiting[0])
+    if held:
+        buffer = CacheRows.concat(waiting)
+        yield from _serve(buffer, rng.permutation(len(buffer)), group_rows, batch_size, rng, pad_id)
+
+
+def _serve(buffer: CacheRows, shuffled: np.ndarray, group_rows: int, batch_size: int, rng: np.random.Generator,
+           pad_id: int) -> Iterator[Batch]:
+    lengths = buffer.lengths
+    batches = [batch for start in range(0, len(shuffled), group_rows)
+               for batch in _by_length(shuffled[start : start + group_rows], lengths, batch_size)]
+    for i in rng.permutation(len(batches)):
+        yield _batch(buffer, batches[i], pad_id)
+
+
+def held_out_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows], CacheRows], batch_size: int,
+                     buffer_rows: int, pad_id: int) -> Iterator[Batch]:
+    """The held-out rows in row order, a buffer at a time, each buffer's batches sorted by length."""
+    def serve(waiting: list[CacheRows]) -> Iterator[Batch]:
+        buffer = CacheRows.concat(waiting)
+        return (_batch(buffer, members, pad_id) for members in _by_length(np.arange(len(buffer)), buffer.lengths, batch_size))
+
+    waiting: list[CacheRows] = []
+    for rows in _kept_rows(scan, np.arange(len(scan.groups)), True, dim, transform):
+        waiting.append(rows)
+        if sum(map(len, waiting)) >= buffer_rows:
+            yield from serve(waiting)
+            waiting = []
+    if waiting:
+        yield from serve(waiting)

@@ -143,14 +143,17 @@ def _teacher_vectors(texts: list[str], student: Student, cache_location: Path | 
         raise ConfigError(f"--cache {cache.path}: its teacher ({cache.teacher['name']}, dim {cache.dim}) is not the one the "
                           f"student learnt from ({teacher['name']}, dim {student.dim})")
     position = {text: i for i, text in enumerate(texts)}
-    table = cache.table(["text", "vector"])
-    cached = vector_array(table["vector"], cache.dim)
     found = 0
-    for row, text in enumerate(table["text"].to_pylist()):
-        index = position.pop(text, None)
-        if index is not None:
-            vectors[index] = cached[row]
-            found += 1
+    for batch in cache.iter_batches(["text", "vector"]):  # a row group at a time: the cache may not fit in memory
+        rows, indices = [], []
+        for row, text in enumerate(batch["text"].to_pylist()):
+            index = position.pop(text, None)
+            if index is not None:
+                rows.append(row)
+                indices.append(index)
+        if rows:
+            vectors[indices] = vector_array(batch["vector"].take(rows), cache.dim)
+            found += len(rows)
     return vectors, found
 
 

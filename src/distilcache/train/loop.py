@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from distilcache import hf_local
 from distilcache.cache_format import Cache, CacheError, CacheLock, open_cache
 from distilcache.cache_format.errors import ConfigError, DistilcacheError
 from distilcache.cache_format.reader import vector_array
-from distilcache.cache_format.split import split_by_id
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.student.directory import save_student
@@ -31,7 +31,7 @@ from distilcache.student.model import StudentConfig, StudentModel
 from distilcache.student.vocabulary import lookup_table
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
-from distilcache.train.data import CacheRows, iter_batches, length_grouped, load_rows
+from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
 from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss
 from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
@@ -54,14 +54,14 @@ def _resolve_init(config: TrainConfig, cache: Cache) -> str:
     return "seed" if fits else "random"
 
 
-def _table_ids(config: TrainConfig, tokenizer: Any, rows: CacheRows, pad_id: int) -> np.ndarray | None:
+def _table_ids(config: TrainConfig, tokenizer: Any, scan: CacheScan, pad_id: int) -> np.ndarray | None:
     """The tokenizer id of each row of the student's embedding table: the pieces the cache's rows use and the
     special tokens; None: the whole tokenizer, row i being token id i."""
     whole = config.vocabulary == "tokenizer" or (config.vocabulary == "auto" and len(tokenizer) <= LARGE_VOCABULARY)
     if whole:
         return None
     specials = np.array([*tokenizer.all_special_ids, pad_id], dtype=np.int64)
-    return np.union1d(np.unique(rows.token_ids), specials).astype(np.int64)
+    return np.union1d(scan.token_ids, specials).astype(np.int64)
 
 
 def _load_token_vectors(cache: Cache, table_ids: np.ndarray, unk_id: int | None) -> np.ndarray:
@@ -140,26 +140,26 @@ class TrainingError(DistilcacheError):
     """A training run that cannot produce its student."""
 
 
-def _check_finite(loss: torch.Tensor, rows, members: np.ndarray, epoch: int, where: str) -> None:
+def _check_finite(loss: torch.Tensor, batch: Batch, epoch: int, where: str) -> None:
     if not torch.isfinite(loss):
-        ids = [rows.ids[i] for i in members[:5]]
+        ids = batch.ids[:5].to_pylist()
         raise TrainingError(f"epoch {epoch}: the {where} loss is {loss.item()} on the batch of rows {ids}"
-                            f"{' and more' if len(members) > 5 else ''}: a non-finite teacher vector (`distilcache verify` "
+                            f"{' and more' if len(batch) > 5 else ''}: a non-finite teacher vector (`distilcache verify` "
                             "the cache) or a diverging student (lower --lr)")
 
 
 @torch.no_grad()
-def measure_held_out(model: StudentModel, rows, batches, pad_row: int, config: TrainConfig, device: torch.device, precision: str,
+def measure_held_out(model: StudentModel, batches: Iterator[Batch], config: TrainConfig, device: torch.device, precision: str,
                      epoch: int) -> dict[str, float]:
-    """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given rows."""
+    """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given batches."""
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
-    for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_row):
-        inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
+    for batch in batches:
+        inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device)
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
         loss = _loss(predicted, teacher_vectors, config)
-        _check_finite(loss, rows, members, epoch, "held-out")
+        _check_finite(loss, batch, epoch, "held-out")
         loss_sum += loss.item() * len(teacher_vectors)
         cosine_sum += torch.nn.functional.cosine_similarity(predicted, teacher_vectors, dim=-1).sum().item()
         count += len(teacher_vectors)
@@ -217,25 +217,28 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     init = _resolve_init(config, cache)
 
-    rows = load_rows(cache)
-    bad = rows.nonfinite()
-    if len(bad):  # checksums cannot tell: a NaN computed before the manifest was written verifies
-        raise CacheError(f"{cache.path}: {len(bad)} row(s) have a non-finite teacher vector, e.g. ids "
-                         f"{[rows.ids[i] for i in bad[:5]]}; `distilcache verify` lists the first of each shard")
-    table_ids = _table_ids(config, tokenizer, rows, pad_id)
-    pad_row = pad_id
-    if table_ids is not None:  # the rows' token ids become table rows
-        lookup = lookup_table(table_ids, len(tokenizer), unknown_row=0)
-        rows.token_ids, pad_row = lookup[rows.token_ids].astype(np.int32), int(lookup[pad_id])
+    scan = scan_cache(cache, config.val_fraction, len(tokenizer))
+    if scan.train_rows == 0 or scan.held_out_rows == 0:
+        raise ConfigError(f"{cache.num_rows} rows split into {scan.train_rows} train / {scan.held_out_rows} held-out: "
+                          "adjust --val-fraction")
+    table_ids = _table_ids(config, tokenizer, scan, pad_id)
+    lookup = None if table_ids is None else lookup_table(table_ids, len(tokenizer), unknown_row=0)
+    pad_row = pad_id if lookup is None else int(lookup[pad_id])
+    if table_ids is not None:
         log.info("embedding table: the %d pieces the cache uses of the tokenizer's %d", len(table_ids), len(tokenizer))
-    if config.token_weights == "mean":  # the student ignores the cached IDF weights
-        rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
-    train_idx, val_idx = split_by_id(rows.ids, config.val_fraction)
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError(f"{len(rows)} rows split into {len(train_idx)} train / {len(val_idx)} held-out: adjust --val-fraction")
-    lengths = np.maximum(rows.lengths, 1)
-    val_batches = length_grouped(val_idx, lengths, config.batch_size, rng=None)
-    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+
+    def student_rows(rows: CacheRows) -> CacheRows:
+        """The rows as the student reads them: token ids as table rows, and uniform weights under --token-weights mean."""
+        if lookup is not None:
+            rows.token_ids = lookup[rows.token_ids].astype(np.int32)
+        if config.token_weights == "mean":
+            rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
+        return rows
+
+    def held_out() -> Iterator[Batch]:
+        return held_out_batches(scan, cache.dim, student_rows, config.batch_size, config.shuffle_buffer, pad_row)
+
+    steps_per_epoch = math.ceil(scan.train_rows / config.batch_size)
 
     torch.manual_seed(config.seed)
     whole = np.arange(len(tokenizer)) if table_ids is None else table_ids
@@ -260,7 +263,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         state = checkpoint["state"]
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
-        untrained = measure_held_out(model, rows, val_batches, pad_row, config, device, precision, epoch=0)
+        untrained = measure_held_out(model, held_out(), config, device, precision, epoch=0)
         state["untrained_fidelity"] = untrained["fidelity"]
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
@@ -273,22 +276,23 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     }
     params = sum(p.numel() for p in model.parameters())
     log.info("%s student (init %s), %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, init, params,
-             len(train_idx), len(val_idx), precision, device)
+             scan.train_rows, scan.held_out_rows, precision, device)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:
             break
         torch.manual_seed(config.seed * 1_000_003 + epoch)
-        batches = length_grouped(train_idx, lengths, config.batch_size, rng=np.random.default_rng([config.seed, epoch]))
+        batches = training_batches(scan, cache.dim, student_rows, config.batch_size, config.shuffle_buffer,
+                                   np.random.default_rng([config.seed, epoch]), pad_row)
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        with tqdm(total=len(train_idx), desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
-            for members, inputs, teacher_vectors in iter_batches(rows, batches, pad_row):
-                inputs, teacher_vectors = inputs.to(device), teacher_vectors.to(device)
+        with tqdm(total=scan.train_rows, desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
+            for batch in batches:
+                inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device)
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
                 loss = _loss(predicted, teacher_vectors, config)
-                _check_finite(loss, rows, members, epoch, "training")
+                _check_finite(loss, batch, epoch, "training")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
@@ -299,16 +303,16 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                 seen += len(teacher_vectors)
                 bar.update(len(teacher_vectors))
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        held_out = measure_held_out(model, rows, val_batches, pad_row, config, device, precision, epoch)
+        measured = measure_held_out(model, held_out(), config, device, precision, epoch)
         seconds = time.perf_counter() - started
-        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": held_out["loss"], "val_fidelity": held_out["fidelity"],
+        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": measured["loss"], "val_fidelity": measured["fidelity"],
                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}
         state["history"].append(entry)
         log.info("epoch %d: train loss %.4f, held-out loss %.4f, fidelity %.4f", epoch, entry["train_loss"], entry["val_loss"], entry["val_fidelity"])
         state["epoch"] = epoch
-        if held_out["fidelity"] > state["best_fidelity"]:
-            state |= {"best_fidelity": held_out["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
-            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": held_out["fidelity"]},
+        if measured["fidelity"] > state["best_fidelity"]:
+            state |= {"best_fidelity": measured["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
+            save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": measured["fidelity"]},
                          cache.student_tokenizer_files, cache.idf_path, table_ids)
         else:
             state["bad_epochs"] += 1
@@ -321,8 +325,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
 
     if state["best_epoch"] == 0:
         raise TrainingError(f"no epoch produced a student in {output} (held-out fidelity {state['best_fidelity']})")
-    summary = {"student": student_config.kind, "parameters": params, "train_rows": int(len(train_idx)),
-               "val_rows": int(len(val_idx)), "untrained_fidelity": state["untrained_fidelity"],
+    summary = {"student": student_config.kind, "parameters": params, "train_rows": scan.train_rows,
+               "val_rows": scan.held_out_rows, "untrained_fidelity": state["untrained_fidelity"],
                "best_epoch": state["best_epoch"], "best_val_fidelity": state["best_fidelity"],
                "epochs_run": state["epoch"], "history": state["history"]}
     write_text_atomic(json.dumps(summary, indent=2) + "\n", output / SUMMARY_FILE)

@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distilcache.cache_format.errors import DataFileError
-
 from distilcache.weighting.segment import pieces, segment, segment_piece
 
 FORMULA = "ln((1+N)/(1+df))+1"
