@@ -80,7 +80,7 @@ def record_shard_writes(monkeypatch: pytest.MonkeyPatch, module, crash_after: in
         if len(written) == crash_after:
             raise KeyboardInterrupt("killed")
         written.append(index)
-        return write_shard(out, index, table)
+        write_shard(out, index, table)
 
     monkeypatch.setattr(module, "write_shard", noting)
     return written

@@ -13,7 +13,6 @@ PACKAGE = Path(__file__).parents[1] / "src" / "distilcache"
 # module (a folder or a file under distilcache/) -> the distilcache modules it may import
 ALLOWED = {
     "lazy": set(),  # the packages' lazy attributes: any package may use it
-    "prefetch": set(),  # an iterator run ahead in a thread
     "cache_format": set(),
     "inputs": {"cache_format"},
     "pairs": {"cache_format"},
@@ -22,8 +21,8 @@ ALLOWED = {
     "weighting": {"cache_format"},
     "teacher": {"cache_format", "hf_local", "devices", "inputs", "weighting"},
     "student": {"cache_format", "hf_local", "inputs", "weighting"},
-    "train": {"cache_format", "hf_local", "devices", "pairs", "prefetch", "student", "weighting"},
-    "precompute": {"cache_format", "hf_local", "devices", "inputs", "prefetch", "weighting", "teacher"},
+    "train": {"cache_format", "hf_local", "devices", "pairs", "student", "weighting"},
+    "precompute": {"cache_format", "hf_local", "devices", "inputs", "weighting", "teacher"},
     "evaluate": {"cache_format", "devices", "inputs", "pairs", "weighting", "teacher", "student"},
 }
 THIRD_PARTY_FORBIDDEN = {"cache_format": {"torch", "transformers"}, "weighting": {"torch", "transformers"},

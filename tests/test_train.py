@@ -91,7 +91,7 @@ def test_an_epoch_serves_every_training_row_once_in_full_length_grouped_batches(
         members = np.array([row_of[i] for i in batch.ids.to_pylist()])
         expected = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], rows.lengths[members], 0)
         np.testing.assert_array_equal(batch.inputs.token_ids.numpy(), expected.token_ids.numpy())
-        np.testing.assert_array_equal(batch.teacher_vectors.numpy(), rows.vectors[members].astype(np.float32))
+        np.testing.assert_array_equal(batch.teacher_vectors.numpy(), rows.vectors[members])
 
     lengths = rows.lengths
     padding = sum(lengths[[row_of[i] for i in b.ids.to_pylist()]].max() * len(b) - b.inputs.lengths.sum().item() for b in batches)

@@ -287,6 +287,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "(encode --dim k); each adds the similarity-matrix loss of the student's first k dimensions")
     p.add_argument("--matryoshka-weight", type=float, default=default("matryoshka_weight"),
                    help="weight of those Matryoshka losses (default %(default)s)")
+    p.add_argument("--shuffle-buffer", type=int, default=default("shuffle_buffer"),
+                   help="rows shuffled together; training holds this many rows in memory, not the cache (default %(default)s)")
     p.add_argument("--val-fraction", type=float, default=default("val_fraction"), help="held-out rows, chosen by id hash (default %(default)s)")
     p.add_argument("--patience", type=int, default=default("patience"), help="epochs without a better held-out fidelity before stopping")
     p.add_argument("--seed", type=int, default=default("seed"))

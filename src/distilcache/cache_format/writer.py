@@ -18,6 +18,9 @@ from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import CACHE_NAMES, LOCK_FILE, PARTITIONS_DIR, SHARDS_DIR, TMP_PREFIX, shard_name
 
 ROW_GROUP_ROWS = 8192  # small enough to stream, large enough for zstd to work well
+# float vectors barely compress and a dictionary of float16 values never overflows, so zstd and a dictionary
+# made them the slowest column to read (benchmarks/training_stream.py): stored plain
+PLAIN_COLUMNS = ("vector",)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -54,7 +57,10 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS))
+    compression = {name: "none" if name in PLAIN_COLUMNS else "zstd" for name in table.column_names}
+    dictionary = [name for name in table.column_names if name not in PLAIN_COLUMNS]
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression=compression, use_dictionary=dictionary,
+                                                  row_group_size=ROW_GROUP_ROWS))
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -65,11 +71,10 @@ def write_json_atomic(value: Any, path: Path) -> None:
     write_text_atomic(json.dumps(value, indent=2, ensure_ascii=False) + "\n", path)
 
 
-def write_shard(cache_dir: Path, index: int, table: pa.Table) -> dict[str, Any]:
-    """Write shard `index` atomically; returns its manifest entry."""
-    path = cache_dir / shard_name(index)
-    write_parquet_atomic(table, path)
-    return shard_entry(cache_dir, index, table.num_rows)
+def write_shard(cache_dir: Path, index: int, table: pa.Table) -> None:
+    """Write shard `index` atomically. It is hashed once, when the manifest is written (shard_entry): a shard
+    written by an earlier run or another partition has to be read then anyway."""
+    write_parquet_atomic(table, cache_dir / shard_name(index))
 
 
 def shard_entry(cache_dir: Path, index: int, rows: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ same interface: run_teacher(config, plan, idf, out) -> run info."""
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ from tqdm.auto import tqdm
 from distilcache.cache_format import write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute.config import PrecomputeConfig
+from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.preparation import prepared_windows, record_windows
 from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
-from distilcache.prefetch import prefetch
 from distilcache.teacher.model import load_model, pooled_vectors
 from distilcache.teacher.prepare import PreparedRow
 from distilcache.weighting import IdfTable
@@ -48,11 +49,20 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
     started, rows_done = time.perf_counter(), 0
     log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
              len(todo), workers)
+    def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray) -> None:
+        write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype))
+        if config.push:
+            config.push()
+
+    # one thread writes each finished shard while the teacher goes on (Parquet and zstd release the GIL); one shard
+    # in flight at most, so memory holds two shards, and a failed write stops the run at the next shard
     with tqdm(total=plan["total_rows"], initial=sum(expected_rows(plan, i) for i in done), desc="precompute",
-              unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode():
+              unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode(), \
+            ThreadPoolExecutor(1, thread_name_prefix="distilcache-write") as writer:
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
         sources: list[int] = []
+        writing: Future[None] | None = None
         windows = prepared_windows(record_windows(config, plan, todo), preparation, workers)
         for window in prefetch(windows, depth=4):  # reading and handing out windows overlap the teacher
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
@@ -63,11 +73,13 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
             sources += window.piece.sources
             if window.piece.last:
                 vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
-                write_shard(out, window.piece.shard, shard_table(shard_rows, vectors, dim, config.dtype))
-                if config.push:
-                    config.push()
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(store, window.piece.shard, shard_rows, vectors)
                 rows_done += len(shard_rows)
                 shard_rows, shard_vectors, sources = [], [], []
+        if writing is not None:
+            writing.result()
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 3), "sentences_per_second": round(rows_done / seconds, 1) if seconds else None,
             "preparing_workers": workers}

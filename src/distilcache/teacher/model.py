@@ -60,7 +60,10 @@ def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
 
 
 def load_model(teacher_dir: Path, device: torch.device) -> torch.nn.Module:
-    return hf_local.load_model(teacher_dir).to(device).eval()
+    model = hf_local.load_model(teacher_dir)
+    if getattr(model, "pooler", None) is not None:  # BERT's [CLS] dense layer runs on every forward; nothing here reads it
+        model.pooler = None
+    return model.to(device).eval()
 
 
 def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:

@@ -8,10 +8,12 @@ holds the buffer and the row groups read ahead, not the cache; what it keeps per
 held-out split). A cache smaller than the buffer is shuffled whole.
 """
 
-import logging
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -22,15 +24,14 @@ from tqdm.auto import tqdm
 from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.split import id_scores
-from distilcache.prefetch import prefetch
 from distilcache.student.model import PaddedBatch, pad_rows
 
-log = logging.getLogger(__name__)
-
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
-READ_AHEAD = 4  # row groups decoded in a thread while the student trains
+READ_THREADS = 2  # threads decoding row groups while the student trains
+READ_AHEAD = 4  # row groups read ahead of the one in use
 MAX_GROUP_ROWS = 1 << 20  # the largest row group read whole (the writer's are ROW_GROUP_ROWS)
 COLUMNS = ["id", "token_ids", "weights", "vector"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -131,8 +132,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
     bad_ids: list[str] = []
     bad = train_rows = held_out_rows = 0
     with tqdm(total=cache.num_rows, desc="scanning cache", unit=" rows", mininterval=1) as bar:
-        for group in groups:
-            rows = read_rows(group, cache.dim)
+        for group, rows in zip(groups, _read_ahead(range(len(groups)), lambda g: read_rows(groups[g], cache.dim))):
             if len(rows.token_ids) and not (0 <= rows.token_ids.min() and rows.token_ids.max() < vocab_size):
                 raise CacheError(f"{group.path}: row group {group.index} holds token ids outside the tokenizer's "
                                  f"0..{vocab_size - 1}")
@@ -156,7 +156,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
 class Batch:
     ids: pa.Array  # the rows' ids, to name them in an error
     inputs: PaddedBatch
-    teacher_vectors: torch.Tensor  # float32
+    teacher_vectors: torch.Tensor  # in the cache's dtype: made float32 where it is used (half the bytes to a GPU)
 
     def __len__(self) -> int:
         return len(self.teacher_vectors)
@@ -164,7 +164,7 @@ class Batch:
 
 def _batch(rows: CacheRows, members: np.ndarray, pad_id: int) -> Batch:
     inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], rows.lengths[members], pad_id)
-    return Batch(rows.ids.take(pa.array(members, pa.int64())), inputs, torch.from_numpy(rows.vectors[members].astype(np.float32)))
+    return Batch(rows.ids.take(pa.array(members, pa.int64())), inputs, torch.from_numpy(rows.vectors[members]))
 
 
 def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -172,15 +172,31 @@ def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> lis
     return [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
 
 
+def _read_ahead(groups: Iterable[int], read: Callable[[int], T]) -> Iterator[T]:
+    """read(group) for each group, in order, READ_AHEAD groups ahead on READ_THREADS threads (Parquet decoding
+    runs without the GIL)."""
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="distilcache-read") as pool:
+        pending: deque[Future[T]] = deque()
+        try:
+            for group in groups:
+                pending.append(pool.submit(read, group))
+                if len(pending) > READ_AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # left early (an error): wait for no more than the reads already running
+            for future in pending:
+                future.cancel()
+
+
 def _kept_rows(scan: CacheScan, order: np.ndarray, held_out: bool, dim: int,
                transform: Callable[[CacheRows], CacheRows]) -> Iterator[CacheRows]:
-    """The training (or held-out) rows of the row groups in `order`, read ahead in a thread."""
-    def read() -> Iterator[CacheRows]:
-        for group in order:
-            rows = read_rows(scan.groups[group], dim)
-            keep = scan.held_out_mask(group) == held_out
-            yield transform(rows.take(np.flatnonzero(keep)))
-    return prefetch(read(), READ_AHEAD)
+    """The training (or held-out) rows of the row groups in `order`."""
+    def read(group: int) -> CacheRows:
+        rows = read_rows(scan.groups[group], dim)
+        return transform(rows.take(np.flatnonzero(scan.held_out_mask(group) == held_out)))
+
+    return _read_ahead(order, read)
 
 
 def training_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows], CacheRows], batch_size: int,

@@ -155,7 +155,7 @@ def measure_held_out(model: StudentModel, batches: Iterator[Batch], config: Trai
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
     for batch in batches:
-        inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device)
+        inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
         with autocast(device, precision):
             predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
         loss = _loss(predicted, teacher_vectors, config)
@@ -288,7 +288,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=scan.train_rows, desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
             for batch in batches:
-                inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device)
+                inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
                 with autocast(device, precision):
                     predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
                 loss = _loss(predicted, teacher_vectors, config)
