@@ -154,17 +154,24 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
 
 @dataclass
 class Batch:
-    ids: pa.Array  # the rows' ids, to name them in an error
     inputs: PaddedBatch
     teacher_vectors: torch.Tensor  # in the cache's dtype: made float32 where it is used (half the bytes to a GPU)
+    source_ids: pa.Array  # the ids of the buffer the rows come from
+    members: np.ndarray  # the rows' positions there
 
     def __len__(self) -> int:
-        return len(self.teacher_vectors)
+        return len(self.members)
+
+    @property
+    def ids(self) -> pa.Array:
+        """The rows' ids (to name them in an error: taken only when asked for)."""
+        return self.source_ids.take(pa.array(self.members, pa.int64()))
 
 
-def _batch(rows: CacheRows, members: np.ndarray, pad_id: int) -> Batch:
-    inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], rows.lengths[members], pad_id)
-    return Batch(rows.ids.take(pa.array(members, pa.int64())), inputs, torch.from_numpy(rows.vectors[members]))
+def _batch(rows: CacheRows, lengths: np.ndarray, members: np.ndarray, pad_id: int) -> Batch:
+    """The batch of rows[members]; lengths: rows.lengths (computed once per buffer, not per batch)."""
+    inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id)
+    return Batch(inputs, torch.from_numpy(rows.vectors[members]), rows.ids, members)
 
 
 def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -203,8 +210,9 @@ def training_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows],
                      buffer_rows: int, rng: np.random.Generator, pad_id: int) -> Iterator[Batch]:
     """One epoch of training batches. Row groups come in a shuffled order; once the buffer holds buffer_rows,
     it is permuted and its whole groups of GROUP_BATCHES batches (fewer if the buffer is smaller) are served,
-    each sorted by length, their batches in a shuffled order; the rest waits for the next fill. So every batch but the epoch's last
-    few is full, and an epoch is ceil(train_rows / batch_size) batches. Everything random comes from rng."""
+    each sorted by length, their batches in a shuffled order; the rest waits for the next fill. So every
+    batch but the epoch's last is full, and an epoch is ceil(train_rows / batch_size) batches. Everything
+    random comes from rng."""
     capacity = max(buffer_rows, batch_size)
     group_rows = min(batch_size * GROUP_BATCHES, capacity // batch_size * batch_size)
     waiting: list[CacheRows] = []
@@ -231,7 +239,7 @@ def _serve(buffer: CacheRows, shuffled: np.ndarray, group_rows: int, batch_size:
     batches = [batch for start in range(0, len(shuffled), group_rows)
                for batch in _by_length(shuffled[start : start + group_rows], lengths, batch_size)]
     for i in rng.permutation(len(batches)):
-        yield _batch(buffer, batches[i], pad_id)
+        yield _batch(buffer, lengths, batches[i], pad_id)
 
 
 def held_out_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows], CacheRows], batch_size: int,
@@ -239,7 +247,8 @@ def held_out_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows],
     """The held-out rows in row order, a buffer at a time, each buffer's batches sorted by length."""
     def serve(waiting: list[CacheRows]) -> Iterator[Batch]:
         buffer = CacheRows.concat(waiting)
-        return (_batch(buffer, members, pad_id) for members in _by_length(np.arange(len(buffer)), buffer.lengths, batch_size))
+        lengths = buffer.lengths
+        return (_batch(buffer, lengths, members, pad_id) for members in _by_length(np.arange(len(buffer)), lengths, batch_size))
 
     waiting: list[CacheRows] = []
     for rows in _kept_rows(scan, np.arange(len(scan.groups)), True, dim, transform):
