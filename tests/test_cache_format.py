@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import CORPUS, write_lines
@@ -36,6 +37,15 @@ def test_a_fresh_cache_verifies_and_round_trips(cache):
     assert opened.vectors().shape == (13, 64) and opened.vectors().dtype == np.float32
     assert opened.dataset.count_rows() == 13
     assert opened.idf().num_rows == manifest["idf"]["num_words"]
+
+
+def test_shards_store_the_vector_column_plain_and_the_rest_with_zstd(built_cache):
+    """Float vectors barely compress, and a dictionary of float16 values never falls back: both only slowed reading."""
+    metadata = pq.ParquetFile(open_cache(built_cache).shard_paths[0]).metadata.row_group(0)
+    columns = {metadata.column(i).path_in_schema.split(".")[0]: metadata.column(i) for i in range(metadata.num_columns)}
+    assert columns["vector"].compression == "UNCOMPRESSED" and not columns["vector"].has_dictionary_page
+    assert {name: column.compression for name, column in columns.items() if name != "vector"} == dict.fromkeys(
+        ["id", "text", "target_text", "token_ids", "weights", "truncated"], "ZSTD")
 
 
 def _flip_byte(path: Path, offset: int) -> None:

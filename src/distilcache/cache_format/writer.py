@@ -56,9 +56,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _leaf_path(field: pa.Field) -> str:
+    """The Parquet column a field's values are stored in (a list's under <name>.list.element: pyarrow's default
+    compliant nesting), which is what per-column options name."""
+    is_list = pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type)
+    return f"{field.name}.list.element" if is_list else field.name
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    compression = {name: "none" if name in PLAIN_COLUMNS else "zstd" for name in table.column_names}
-    dictionary = [name for name in table.column_names if name not in PLAIN_COLUMNS]
+    leaves = {field.name: _leaf_path(field) for field in table.schema}
+    compression = {leaf: "none" if name in PLAIN_COLUMNS else "zstd" for name, leaf in leaves.items()}
+    dictionary = [leaf for name, leaf in leaves.items() if name not in PLAIN_COLUMNS]
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression=compression, use_dictionary=dictionary,
                                                   row_group_size=ROW_GROUP_ROWS))
 
