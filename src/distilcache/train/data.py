@@ -225,11 +225,12 @@ def training_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows],
         buffer = CacheRows.concat(waiting)
         shuffled = rng.permutation(len(buffer))
         whole = len(buffer) // group_rows * group_rows
-        yield from _serve(buffer, shuffled[:whole], group_rows, batch_size, rng, pad_id)
-        waiting = [buffer.take(shuffled[whole:])]
+        waiting = [buffer.take(shuffled[whole:])]  # before serving: the blocks are freed while the buffer is used
         held = len(waiting[0])
+        yield from _serve(buffer, shuffled[:whole], group_rows, batch_size, rng, pad_id)
     if held:
         buffer = CacheRows.concat(waiting)
+        waiting.clear()
         yield from _serve(buffer, rng.permutation(len(buffer)), group_rows, batch_size, rng, pad_id)
 
 
@@ -247,6 +248,7 @@ def held_out_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows],
     """The held-out rows in row order, a buffer at a time, each buffer's batches sorted by length."""
     def serve(waiting: list[CacheRows]) -> Iterator[Batch]:
         buffer = CacheRows.concat(waiting)
+        waiting.clear()  # the blocks are freed while the buffer is used
         lengths = buffer.lengths
         return (_batch(buffer, lengths, members, pad_id) for members in _by_length(np.arange(len(buffer)), lengths, batch_size))
 
@@ -255,6 +257,5 @@ def held_out_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows],
         waiting.append(rows)
         if sum(map(len, waiting)) >= buffer_rows:
             yield from serve(waiting)
-            waiting = []
     if waiting:
         yield from serve(waiting)
