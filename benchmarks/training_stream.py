@@ -2,6 +2,7 @@
 against the number of rows. Each cache size is measured in a process of its own, so each peak is its own.
 
     .venv/bin/python benchmarks/training_stream.py [--sizes 200000,800000,3200000] [--base-rows 200000]
+                                                   [--buffers 25000,100000,250000]
 
 The caches: one precomputed with the null teacher of benchmarks/pipeline_ceiling.py (all-MiniLM-L6-v2
 with 0 layers: real tokens, weights and 384-dim float16 vectors) from --base-rows mixed zh/en rows,
@@ -11,8 +12,9 @@ that `distilcache verify` accepts). Per size, in a fresh process:
   starts with, then one epoch of padded training batches with no student (what an epoch costs the reader);
 - training: one epoch of a deliberately tiny BiLSTM (embedding 16, LSTM 16, batch 1024), so that the epoch is
   about the reading and the memory, not the student.
-And once, the smallest cache's rows written as shards were before the vector column was stored plain
-(zstd and a dictionary on every column), read the same way.
+Then peak memory against --shuffle-buffer on the largest cache. And once, the smallest cache's rows
+written as shards were before the vector column was stored plain (zstd and a dictionary on every
+column), read the same way.
 Writes benchmarks/results/TRAINING_STREAM.md.
 """
 
@@ -84,6 +86,17 @@ def tiled_cache(base: Path, rows: int, workdir: Path) -> Path:
     return out
 
 
+def buffer_peak(cache_dir: Path, buffer_rows: int) -> dict[str, float]:
+    """Peak memory over the scan and one epoch of batches with this shuffle buffer (run with --buffer)."""
+    cache = open_cache(cache_dir)
+    start = peak_mib()
+    scan = scan_cache(cache, 0.05, 1 << 20)
+    scanned = peak_mib()
+    for _ in training_batches(scan, cache.dim, lambda r: r, 128, buffer_rows, np.random.default_rng(0), pad_id=0):
+        pass
+    return {"buffer": buffer_rows, "start_mib": start, "scan_mib": scanned, "epoch_mib": peak_mib()}
+
+
 def measure(cache_dir: Path, output: Path) -> dict[str, float]:
     """What one process measures of one cache (run with --measure)."""
     cache = open_cache(cache_dir)
@@ -131,10 +144,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="200000,800000,3200000")
     parser.add_argument("--base-rows", type=int, default=200_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-stream"))
+    parser.add_argument("--buffers", default="25000,100000,250000", help="shuffle buffers measured on the largest cache")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--buffer", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.workdir / "student")))
+        result = buffer_peak(args.measure, args.buffer) if args.buffer else measure(args.measure, args.workdir / "student")
+        print(json.dumps(result))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     base = base_cache(args.workdir, args.base_rows)
@@ -146,12 +162,18 @@ def main() -> None:
         results.append(json.loads(run.stdout.strip().splitlines()[-1]) | {"in_memory_mib": in_memory_mib(cache_dir)})
         print(results[-1], flush=True)
 
+    buffers = []
+    for buffer_rows in [int(b) for b in args.buffers.split(",")]:
+        run = subprocess.run([sys.executable, __file__, "--measure", str(cache_dir), "--buffer", str(buffer_rows)],
+                             capture_output=True, text=True, check=True)
+        buffers.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        print(buffers[-1], flush=True)
     legacy = legacy_read_rate(tiled_cache(base, int(args.sizes.split(",")[0]), args.workdir), args.workdir)
     lines = [f"# Training from a cache larger than memory — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
              f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
              f"pyarrow {pa.__version__}; null-teacher caches (384-dim float16) tiled from {args.base_rows:,} mixed zh/en rows; "
              f"shuffle buffer {TrainConfig.shuffle_buffer:,} rows, batch 128; `.venv/bin/python benchmarks/training_stream.py "
-             f"--sizes {args.sizes}`", "",
+             f"--sizes {args.sizes} --buffers {args.buffers}`", "",
              "Reading: row groups decoded into the training columns, one thread; the scan before training (held-out split, "
              "token ids, finite vectors); an epoch of padded batches with no student. Training: one epoch of a tiny "
              "BiLSTM (embedding 16, LSTM 16, batch 1024). Peaks are the process's maximum resident memory (VmHWM), after "
@@ -164,7 +186,11 @@ def main() -> None:
                f"{r['reading_peak_mib']:,.0f}, {r['train_peak_mib']:,.0f} | {r['train']:,.0f} | {r['in_memory_mib']:,.0f} |"
                for r in results], "",
              f"The same rows as shards were written before the vector column was stored plain (zstd and a dictionary on every "
-             f"column): read {legacy:,.0f} rows/s, against {results[0]['read']:,.0f} above.", ""]
+             f"column): read {legacy:,.0f} rows/s, against {results[0]['read']:,.0f} above.", "",
+             f"Peak memory against the shuffle buffer, the {results[-1]['rows']:,}-row cache, the scan and one epoch of "
+             "batches (no student), each in a process of its own:", "",
+             "| --shuffle-buffer rows | MiB at the start | after the scan | after the epoch |", "|---|---|---|---|",
+             *[f"| {b['buffer']:,} | {b['start_mib']:,.0f} | {b['scan_mib']:,.0f} | {b['epoch_mib']:,.0f} |" for b in buffers], ""]
     (HERE / "results" / "TRAINING_STREAM.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

@@ -49,6 +49,7 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
     started, rows_done = time.perf_counter(), 0
     log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
              len(todo), workers)
+
     def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray) -> None:
         write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype))
         if config.push:
