@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny BERT teacher built on the fly from the test corpus (no downloads)."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,19 @@ def recombined_sentences(count: int, seed: int = 0) -> list[str]:
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def tiny_cache(root: Path, sentences: list[str], keep_teacher: bool = False, **options) -> Path:
+    """root/cache: the sentences precomputed with a tiny teacher built for them in root/teacher, which is deleted
+    afterwards (training must not need it) unless keep_teacher; options go to PrecomputeConfig."""
+    from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+
+    teacher = make_teacher(root / "teacher", texts=sentences)
+    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(root / "corpus.txt", sentences))],
+                                output=root / "cache", device="cpu", **options))
+    if not keep_teacher:
+        shutil.rmtree(teacher)
+    return root / "cache"
 
 
 def record_shard_writes(monkeypatch: pytest.MonkeyPatch, module, crash_after: int | None = None) -> list[int]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import make_teacher, recombined_sentences, tiny_cache, write_lines
 from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.cache_format import open_cache
 from distilcache.cli import main as cli
@@ -50,9 +50,8 @@ def test_the_pair_loss_weighs_the_teacher_side_by_alpha():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("finetune")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(root / "c.txt", SENTENCES))],
-                                output=root / "cache", device="cpu"))
+    tiny_cache(root, SENTENCES, keep_teacher=True)
+    teacher = root / "teacher"
     train(TrainConfig(cache=root / "cache", output=root / "student", epochs=2, batch_size=32, device="cpu"))
     return {"root": root, "teacher": teacher, "cache": root / "cache", "student": root / "student"}
 

@@ -1,7 +1,6 @@
 """Matryoshka students: the loss on each prefix, training that records the dims, encode --dim."""
 
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import recombined_sentences, tiny_cache, write_lines
 from distilcache.cache_format import open_cache
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cli import main as cli
-from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.train.losses import matryoshka_loss
@@ -48,12 +46,7 @@ def test_the_matryoshka_loss_is_the_similarity_loss_of_each_prefix_against_the_f
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("matryoshka")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(root / "c.txt", SENTENCES))],
-                                output=root / "cache", device="cpu"))
-    shutil.rmtree(teacher)
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("matryoshka"), SENTENCES)
 
 
 def _prefix_agreement(student_dir: Path, cache: Path, k: int) -> float:

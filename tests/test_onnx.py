@@ -1,16 +1,14 @@
 """Students export to ONNX, and onnxruntime gives the vectors torch gives."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import recombined_sentences, tiny_cache
 from distilcache.cli import main as cli
 from distilcache.student.onnx import exportable
-from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.student import load_student
 from distilcache.train import TrainConfig, train
 from distilcache.student.model import pad_rows
@@ -24,12 +22,7 @@ TEXTS = ["", "我", "他在北京大学读书 hotel", "ЖЖЖ ☃☃ qqqq", "我
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("onnx")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(root / "c.txt", SENTENCES))],
-                                output=root / "cache", device="cpu"))
-    shutil.rmtree(teacher)
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("onnx"), SENTENCES)
 
 
 @pytest.mark.parametrize("options", [

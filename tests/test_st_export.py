@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import make_teacher, recombined_sentences, tiny_cache, write_lines
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cli import main as cli
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
@@ -27,11 +27,7 @@ TEXTS = ["我", "他在北京大学读书 hotel", "ЖЖЖ ☃☃ qqqq", "我" * 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("st")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(root / "c.txt", SENTENCES))],
-                                output=root / "cache", device="cpu", export_seed_layers=1))
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("st"), SENTENCES, keep_teacher=True, export_seed_layers=1)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

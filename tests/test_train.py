@@ -5,13 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_teacher, recombined_sentences, write_lines
+from conftest import make_teacher, recombined_sentences, tiny_cache, write_lines
 from transformers import AutoModel
 
 from distilcache import open_cache
 from distilcache.cache_format import CacheError, writer
 from distilcache.cache_format.split import split_by_id
-from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.student import load_student
 from distilcache.student.model import pad_rows
@@ -25,25 +24,15 @@ SENTENCES = recombined_sentences(400)
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory) -> Path:
     """A 400-row cache from a tiny teacher that is deleted afterwards: training must not need it."""
-    root = tmp_path_factory.mktemp("small")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    corpus = write_lines(root / "train.txt", SENTENCES)
-    precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=root / "cache", device="cpu",
-                                shard_size=150, export_seed_layers=1))
-    shutil.rmtree(teacher)
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("small"), SENTENCES, shard_size=150, export_seed_layers=1)
 
 
 @pytest.fixture(scope="module")
 def streamed_cache(tmp_path_factory) -> Path:
     """A 400-row cache in row groups of 16 rows: training reads it in many pieces."""
-    root = tmp_path_factory.mktemp("streamed")
-    teacher = make_teacher(root / "teacher", texts=SENTENCES)
-    corpus = write_lines(root / "train.txt", SENTENCES)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(writer, "ROW_GROUP_ROWS", 16)
-        precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(corpus)], output=root / "cache", device="cpu", shard_size=150))
-    return root / "cache"
+        return tiny_cache(tmp_path_factory.mktemp("streamed"), SENTENCES, shard_size=150)
 
 
 def _all_rows(cache_dir: Path) -> CacheRows:
