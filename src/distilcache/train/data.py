@@ -98,15 +98,15 @@ def row_groups(cache: Cache) -> list[RowGroup]:
 
 def read_rows(group: RowGroup, dim: int) -> CacheRows:
     """The training columns of one row group (nothing is re-tokenised)."""
-    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=COLUMNS).combine_chunks()
+    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=COLUMNS)
     if table.num_rows != group.rows:
         raise CacheError(f"{group.path}: row group {group.index} holds {table.num_rows} rows, its metadata {group.rows}")
-    offsets, token_ids = _flat_list(table["token_ids"].chunk(0)) if table.num_rows else (np.zeros(1, np.int64), np.zeros(0))
-    weight_offsets, weights = _flat_list(table["weights"].chunk(0)) if table.num_rows else (offsets, np.zeros(0))
+    offsets, token_ids = _flat_list(table["token_ids"].combine_chunks())
+    weight_offsets, weights = _flat_list(table["weights"].combine_chunks())
     if not np.array_equal(offsets, weight_offsets):
         raise CacheError(f"{group.path}: row group {group.index}: token_ids and weights are not aligned")
-    ids = table["id"].chunk(0) if table.num_rows else pa.array([], pa.string())
-    return CacheRows(ids, offsets, token_ids.astype(np.int32), weights.astype(np.float32), vector_array(table["vector"], dim))
+    return CacheRows(table["id"].combine_chunks(), offsets, token_ids.astype(np.int32), weights.astype(np.float32),
+                     vector_array(table["vector"], dim))
 
 
 @dataclass
