@@ -1,8 +1,8 @@
 """Fine-tuning on labelled pairs with the teacher as a soft label (issue 20): a distilled default BiLSTM
 fine-tuned on STS-B train (English, all-MiniLM-L6-v2's student; also the seeded transformer of the same
 text, made here) and on STS-B-zh train (the multilingual-e5-small student), alpha 0 (gold labels only),
-0.5 and 1 (teacher only), the best epoch chosen on the dev split; test only reported. The caches hold the training sentences, so the teacher
-side reads the teacher's own cached vectors. Writes benchmarks/results/FINETUNE.md:
+0.5 and 1 (teacher only), the best epoch chosen on the dev split; test only reported. The caches hold the
+training sentences, so the teacher side reads the teacher's own cached vectors. Writes benchmarks/results/FINETUNE.md:
 
     .venv/bin/python benchmarks/matryoshka.py              # the English cache and student (/tmp/distilcache-ablation)
     .venv/bin/python benchmarks/multilingual_teacher.py    # the Chinese cache and student (/tmp/distilcache-e5)
