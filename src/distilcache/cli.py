@@ -336,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-workers", type=int, default=_default(PrecomputeConfig, "ray_workers"), help="--engine ray: teacher actors (one GPU each on CUDA)")
     p.add_argument("--workers", type=int, default=_default(PrecomputeConfig, "workers"),
                    help="processes for the CPU side (the IDF pass, tokenising and weighting); default: the cores but one (%(default)s here)")
+    p.add_argument("--augment", type=int, default=_default(PrecomputeConfig, "augment"), metavar="K",
+                   help="after each row, K variants of its text (word dropout, a deleted span, a crop, a local shuffle, or joined "
+                        "with the row before), encoded by the teacher: more training pairs for students (ids <id>#aug<k>)")
+    p.add_argument("--augment-seed", type=int, default=_default(PrecomputeConfig, "augment_seed"), help="draws the variants")
     _add_input_options(p)
     _add_cache_options(p)
     p.set_defaults(run=_cmd_precompute)

@@ -23,6 +23,10 @@ def dataset_card(manifest: dict[str, Any], name: str) -> str:
     student = manifest.get("student_tokenizer")
     student_line = (f"Student tokenizer `{student['dir']}/`: {student['rule']} ({student['added_tokens']:,} added)."
                     if student else "Students use the teacher's tokenizer (`tokenizer/`).")
+    augment = manifest.get("augment")
+    augment_line = (f"\n\nAfter each row without a target come {augment['copies']} variants of its text "
+                    f"({', '.join(augment.get('operations', []))}; ids `{augment.get('ids')}`), encoded by the teacher like any row."
+                    if augment else "")
     return f"""---
 configs:
 - config_name: default
@@ -50,7 +54,7 @@ small student encoders as often as wanted without running the teacher again.
 | fingerprint | `{manifest['fingerprint']}` |
 
 {idf_line} {student_line} Everything, with the sha256 of every file, is in `manifest.json`;
-`distilcache verify <dir>` checks it.
+`distilcache verify <dir>` checks it.{augment_line}
 
 ## Inputs
 

@@ -41,6 +41,10 @@ _REQUIRED = {"teacher": dict, "pooling": dict, "vector": dict, "inputs": list, "
 _SHARD_FIELDS = {"file": str, "rows": int, "sha256": str}
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_fields(manifest: dict[str, Any], path: Path) -> None:
     """The fields readers rely on exist with the right types, and the vector shape is one a cache can have."""
     for key, kind in _REQUIRED.items():
@@ -48,6 +52,9 @@ def check_fields(manifest: dict[str, Any], path: Path) -> None:
             raise CacheError(f"{path}: field {key!r} is missing or not a JSON {kind.__name__}")
     if manifest.get("idf") is not None and not isinstance(manifest["idf"], dict):
         raise CacheError(f"{path}: field 'idf' must be an object or null")
+    augment = manifest.get("augment")
+    if augment is not None and not (isinstance(augment, dict) and _positive_int(augment.get("copies"))):
+        raise CacheError(f"{path}: field 'augment' must be null or an object whose copies is an integer >= 1, got {augment!r}")
     dim, dtype = manifest["vector"].get("dim"), manifest["vector"].get("dtype")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= 1 << 16 or dtype not in ("float16", "float32"):
         raise CacheError(f"{path}: field 'vector' must hold a dim in 1..65536 and a dtype float16 or float32, got {manifest['vector']}")
@@ -64,7 +71,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     upgraded.setdefault("export_token_vectors", bool(record.get("token_vectors")))  # then only the entry said so
     # before the plan named it, only a manifest's run did; a plan of then says nothing (None: not recorded)
     upgraded.setdefault("precision", (record.get("run") or {}).get("precision"))
-    for section in ("student_tokenizer", "seed", "token_vectors", "card"):  # what older caches never held
+    for section in ("student_tokenizer", "seed", "token_vectors", "card", "augment"):  # what older caches never held
         upgraded.setdefault(section, None)
     if isinstance(record.get("pooling"), dict):  # before --prefix, the teacher read the text as it was
         upgraded["pooling"] = {"prefix": ""} | record["pooling"]

@@ -63,6 +63,12 @@ class Cache:
         return list(seed["layers"]) if seed else None
 
     @property
+    def augmented(self) -> bool:
+        """Whether the cache holds variants of its rows (precompute --augment): the held-out split then
+        follows each variant's source (cache_format/split.py)."""
+        return self.manifest.get("augment") is not None
+
+    @property
     def dim(self) -> int:
         return self.manifest["vector"]["dim"]
 

@@ -25,7 +25,7 @@ def held_out_rows(cache: Cache, val_fraction: float, max_rows: int) -> tuple[lis
     train), read a row group at a time until there are enough."""
     texts, vectors = [], []
     for batch in cache.iter_batches(["id", "text", "vector"]):
-        _, held_out = split_by_id(batch["id"].to_pylist(), val_fraction)
+        _, held_out = split_by_id(batch["id"].to_pylist(), val_fraction, cache.augmented)
         held_out = held_out[: max_rows - len(texts)]
         texts += batch["text"].take(held_out).to_pylist()
         vectors.append(vector_array(batch["vector"].take(held_out), cache.dim))

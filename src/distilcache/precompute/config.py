@@ -45,6 +45,8 @@ class PrecomputeConfig:
     engine: str = "local"  # local: this process; ray: Ray Data actors (distilcache[ray]), same shards and manifest
     ray_workers: int = 1  # ray: teacher actors, one GPU each when the device is CUDA
     sort_window: int = 8192  # rows prepared and length-sorted together: fine-grained overlap, little padding
+    augment: int = 0  # after each row, this many variants of its text, encoded by the teacher (precompute/augment.py)
+    augment_seed: int = 0
     workers: int = field(default_factory=default_workers)  # processes that read the IDF pass and prepare windows
     push: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
 
@@ -62,6 +64,8 @@ class PrecomputeConfig:
         for name in ("batch_size", "shard_size", "ray_workers", "sort_window", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.augment < 0:
+            raise ConfigError(f"--augment must be >= 0, got {self.augment}")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:
             raise ConfigError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:

@@ -33,8 +33,10 @@ from distilcache.cache_format.hashing import sha256_file, sha256_json
 from distilcache.cache_format.layout import CACHE_NAMES, CARD_FILE, FORMAT_NAME, SEED_DIR, TMP_PREFIX, TOKEN_VECTORS_FILE
 from distilcache.cache_format.manifest import check_format, read_json, upgrade
 from distilcache.cache_format.paths import symlinks_under
+from distilcache.cache_format.split import is_variant_id
 from distilcache.cache_format.writer import is_own_tmp_name, write_text_atomic
 from distilcache.inputs import Rejection, iter_corpus
+from distilcache.precompute import augment
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.idf_pass import idf_in_processes, idf_workers
 from distilcache.precompute.partitions import PARTITIONS_DIR
@@ -76,6 +78,7 @@ def request_for(config: PrecomputeConfig, idf_source: dict[str, Any], precision:
         "export_seed_layers": config.export_seed_layers,
         "export_token_vectors": config.token_vectors,
         "student_vocab": _student_vocab(config),
+        "augment": augment.describe(config.augment, config.augment_seed),
     }
 
 
@@ -177,7 +180,7 @@ def clear_unplanned(out: Path) -> None:
 
 
 def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | None) -> tuple[dict[str, Counter], list[Rejection]]:
-    """Count input rows, targets and rejections per file; add every accepted text (and target: a
+    """Count input rows, targets, variants and rejections per file; add every accepted text (and target: a
     document of its own) to idf when given; count the texts' CJK characters into cjk when given."""
     counts = {spec.path.name: Counter() for spec in config.inputs}
     rejections: list[Rejection] = []
@@ -188,7 +191,11 @@ def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | No
                 rejections.append(item)
                 counts[item.file]["rejected"] += 1
             else:
+                if config.augment and is_variant_id(item.id):
+                    raise ConfigError(f"{item.file}: row {counts[item.file]['input_rows']} has the id {item.id!r}, which names a "
+                                      "variant under --augment (<id>#aug<k>); rename it or run without --augment")
                 counts[item.file]["rows_with_target"] += item.target_text is not None
+                counts[item.file]["augmented_rows"] += augment.variant_count(item, config.augment)
                 if idf is not None:
                     for document in item.documents:
                         idf.add_document(document)
@@ -219,8 +226,9 @@ def make_plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable |
             | {"path": str(spec.path.resolve()), "input_rows": seen["input_rows"], "rejected": seen["rejected"],
                "rows": seen["input_rows"] - seen["rejected"]}
             | ({"rows_with_target": seen["rows_with_target"]} if spec.target_field is not None else {})
+            | ({"augmented_rows": seen["augmented_rows"]} if config.augment else {})
         )
-    total_rows = sum(entry["rows"] for entry in inputs)
+    total_rows = sum(entry["rows"] + entry.get("augmented_rows", 0) for entry in inputs)
 
     write_text_atomic("".join(r.to_json() + "\n" for r in rejections), out / REJECTED_FILE)
     idf_entry = None

@@ -21,6 +21,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from distilcache.inputs import Record, iter_corpus
+from distilcache.precompute.augment import with_variants
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.teacher.config import PoolingConfig
 from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
@@ -57,7 +58,8 @@ class PreparedWindow:
 
 def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[RecordWindow]:
     """The shards still to do, cut into sort windows."""
-    records = (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
+    accepted = (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
+    records = with_variants(accepted, config.augment, config.augment_seed)
     for index in range(plan["num_shards"]):
         chunk = list(islice(records, config.shard_size))
         if index not in todo:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
-from distilcache.cache_format.split import id_scores
+from distilcache.cache_format.split import split_masks
 from distilcache.student.model import PaddedBatch, pad_rows
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
@@ -114,13 +114,16 @@ class CacheScan:
     """What training needs to know of every row before its first step."""
 
     groups: list[RowGroup]
-    held_out: list[np.ndarray]  # per row group, packed bits: is row i held out
+    train: list[np.ndarray]  # per row group, packed bits: does row i train
+    held_out: list[np.ndarray]  # per row group, packed bits: is row i held out (neither, for a held-out row's variant)
     train_rows: int
     held_out_rows: int
     token_ids: np.ndarray  # the token ids the rows use, sorted
 
-    def held_out_mask(self, group: int) -> np.ndarray:
-        return np.unpackbits(self.held_out[group], count=self.groups[group].rows).astype(bool)
+    def members(self, group: int, held_out: bool) -> np.ndarray:
+        """The positions in the group of its held-out rows, or of its training rows."""
+        bits = (self.held_out if held_out else self.train)[group]
+        return np.flatnonzero(np.unpackbits(bits, count=self.groups[group].rows))
 
 
 def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
@@ -128,7 +131,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
     the tokenizer's), and a refusal naming the rows whose teacher vector is not finite (a NaN computed
     before the manifest was written passes every checksum)."""
     groups = row_groups(cache)
-    held_out, used = [], np.zeros(vocab_size, dtype=bool)
+    train, held_out, used = [], [], np.zeros(vocab_size, dtype=bool)
     bad_ids: list[str] = []
     bad = train_rows = held_out_rows = 0
     with tqdm(total=cache.num_rows, desc="scanning cache", unit=" rows", mininterval=1) as bar:
@@ -137,10 +140,11 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
                 raise CacheError(f"{group.path}: row group {group.index} holds token ids outside the tokenizer's "
                                  f"0..{vocab_size - 1}")
             used[rows.token_ids] = True
-            mask = id_scores(rows.ids.to_pylist()) < val_fraction
-            held_out.append(np.packbits(mask))
-            held_out_rows += int(mask.sum())
-            train_rows += len(rows) - int(mask.sum())
+            train_mask, held_out_mask = split_masks(rows.ids.to_pylist(), val_fraction, cache.augmented)
+            train.append(np.packbits(train_mask))
+            held_out.append(np.packbits(held_out_mask))
+            train_rows += int(train_mask.sum())
+            held_out_rows += int(held_out_mask.sum())
             finite = np.isfinite(rows.vectors).all(axis=1)
             if not finite.all():
                 bad += int((~finite).sum())
@@ -149,7 +153,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
     if bad:
         raise CacheError(f"{cache.path}: {bad} row(s) have a non-finite teacher vector, e.g. ids {bad_ids}; "
                          "`distilcache verify` lists the first of each shard")
-    return CacheScan(groups, held_out, train_rows, held_out_rows, np.flatnonzero(used))
+    return CacheScan(groups, train, held_out, train_rows, held_out_rows, np.flatnonzero(used))
 
 
 @dataclass
@@ -201,7 +205,7 @@ def _kept_rows(scan: CacheScan, order: np.ndarray, held_out: bool, dim: int,
     """The training (or held-out) rows of the row groups in `order`."""
     def read(group: int) -> CacheRows:
         rows = read_rows(scan.groups[group], dim)
-        return transform(rows.take(np.flatnonzero(scan.held_out_mask(group) == held_out)))
+        return transform(rows.take(scan.members(group, held_out)))
 
     return _read_ahead(order, read)
 
