@@ -430,7 +430,7 @@ def test_the_embedding_learning_rate_scale_freezes_or_slows_the_token_embedding(
         torch.manual_seed(0)
         model = build_student(config)
         before = model.encoder.embedding.weight.detach().clone()
-        optimizer = torch.optim.SGD(loop_module._parameter_groups(model, 0.1, scale), lr=0.1)
+        optimizer = torch.optim.SGD(loop_module._parameter_groups(model, 0.1, scale, anchored=False), lr=0.1)
         model(torch.tensor([[1, 2, 3]]), torch.tensor([3]), torch.tensor([[0.2, 0.3, 0.5]])).sum().backward()
         optimizer.step()
         return (model.encoder.embedding.weight.detach() - before).abs().sum().item()
@@ -439,3 +439,30 @@ def test_the_embedding_learning_rate_scale_freezes_or_slows_the_token_embedding(
     assert embedding_change(0.5) == pytest.approx(embedding_change(1.0) / 2, rel=1e-4)
     with pytest.raises(ValueError, match="embedding-lr-scale"):
         _train(small_cache, tmp_path / "s", embedding_lr_scale=-1)
+
+
+def test_the_embedding_anchor_pulls_the_token_embedding_back_toward_its_start_instead_of_decaying_it():
+    from distilcache.student.model import StudentConfig
+    from distilcache.train.build import build_student
+
+    config = StudentConfig("bilstm", vocab_size=10, output_dim=4, pad_id=0, hidden_size=2, num_layers=1, embedding_dim=4)
+    torch.manual_seed(0)
+    model = build_student(config)
+    weight = model.encoder.embedding.weight
+    start = weight.detach().clone()
+    groups = loop_module._parameter_groups(model, 0.1, 3.0, anchored=True)
+    assert [g.get("weight_decay") for g in groups] == [None, 0.0] and groups[1]["lr"] == pytest.approx(0.3)
+    optimizer = torch.optim.AdamW(groups, lr=0.1, weight_decay=0.5)
+    anchor = loop_module.EmbeddingAnchor(model, optimizer, strength=2.0)
+    with torch.no_grad():
+        weight.add_(1.0)  # as if the steps so far had moved every row by 1
+    anchor.step()
+    # by group lr * strength = 0.3 * 2 = 0.6 of the way back: every row ends 0.4 from its start
+    torch.testing.assert_close(weight.detach() - start, torch.full_like(start, 0.4))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # AdamW with zero gradients: only weight decay moves weights, and not the anchored embedding
+    torch.testing.assert_close(weight.detach() - start, torch.full_like(start, 0.4))
+    transformer = build_student(StudentConfig("transformer", vocab_size=10, output_dim=4, pad_id=0, hidden_size=8, num_layers=1))
+    with pytest.raises(ValueError, match="embedding-anchor"):
+        loop_module.EmbeddingAnchor(transformer, optimizer, strength=1.0)

@@ -274,6 +274,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-lr-scale", type=float, default=default("embedding_lr_scale"),
                    help="BiLSTM: the token embedding learns at --lr times this (default %(default)s; 0 freezes it)")
     p.add_argument("--weight-decay", type=float, default=default("weight_decay"))
+    p.add_argument("--embedding-anchor", type=float, default=default("embedding_anchor"),
+                   help="BiLSTM: pull the token embedding toward its starting (teacher) vectors by lr times this each step, "
+                        "instead of decaying it (default %(default)s: off)")
     p.add_argument("--warmup", type=float, default=default("warmup"), help="warm-up, as a fraction of all steps")
     p.add_argument("--schedule", choices=train_config.SCHEDULES, default=default("schedule"), help="decay after warm-up")
     p.add_argument("--grad-clip", type=float, default=default("grad_clip"), help="largest gradient norm (0: no clipping)")

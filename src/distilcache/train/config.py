@@ -55,6 +55,9 @@ class TrainConfig:
     # bilstm: the token embedding learns at lr times this (0 freezes it); benchmarks/ablation.py measures it
     embedding_lr_scale: float = 3.0
     weight_decay: float = 0.01
+    # bilstm: each step pulls the token embedding toward its starting vectors (the teacher's) by lr * this,
+    # in place of weight decay, so tokens the cache rarely holds keep the teacher's meaning
+    embedding_anchor: float = 0.0
     warmup: float = 0.05  # fraction of all steps
     schedule: str = "linear"  # one of SCHEDULES: the decay after warm-up
     grad_clip: float = 1.0  # the largest gradient norm; 0: no clipping
@@ -84,7 +87,7 @@ class TrainConfig:
         for name in ("layers", "hidden", "embedding_dim"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
+        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale, "embedding_anchor": self.embedding_anchor,
                    "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
                    "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
                    "temperature": self.temperature, "val_fraction": self.val_fraction, "matryoshka_weight": self.matryoshka_weight}
@@ -100,7 +103,7 @@ class TrainConfig:
         dims = list(self.matryoshka_dims)
         if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in dims) or dims != sorted(set(dims)):
             raise ConfigError(f"--matryoshka-dims must be increasing positive integers, got {','.join(map(str, dims))}")
-        for name in ("embedding_lr_scale", "weight_decay", "grad_clip", "similarity_weight", "matryoshka_weight"):
+        for name in ("embedding_lr_scale", "embedding_anchor", "weight_decay", "grad_clip", "similarity_weight", "matryoshka_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
@@ -131,7 +134,7 @@ class TrainConfig:
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
         # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
         before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
-                  "shuffle_buffer": TrainConfig.shuffle_buffer}
+                  "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:

@@ -102,17 +102,37 @@ def _build_student(config: TrainConfig, init: str, cache: Cache, table_ids: np.n
     return build_student(student, token_vectors=vectors)
 
 
-def _parameter_groups(model: StudentModel, lr: float, embedding_lr_scale: float) -> list[dict[str, Any]]:
-    """A BiLSTM's token embedding in a group of its own, at lr * embedding_lr_scale (0: frozen)."""
+def _parameter_groups(model: StudentModel, lr: float, embedding_lr_scale: float, anchored: bool) -> list[dict[str, Any]]:
+    """A BiLSTM's token embedding in a group of its own, at lr * embedding_lr_scale (0: frozen), without weight
+    decay when it is anchored (EmbeddingAnchor pulls it instead)."""
     embedding = getattr(model.encoder, "embedding", None)
-    if embedding is None or embedding_lr_scale == 1:
+    if embedding is None or (embedding_lr_scale == 1 and not anchored):
         return [{"params": list(model.parameters())}]
     embedding.weight.requires_grad_(embedding_lr_scale > 0)
     rest = [p for name, p in model.named_parameters() if not name.startswith("encoder.embedding.")]
     groups = [{"params": rest}]
     if embedding_lr_scale > 0:
-        groups.append({"params": [embedding.weight], "lr": lr * embedding_lr_scale})
+        groups.append({"params": [embedding.weight], "lr": lr * embedding_lr_scale} | ({"weight_decay": 0.0} if anchored else {}))
     return groups
+
+
+class EmbeddingAnchor:
+    """Decoupled like AdamW's weight decay, but toward the embedding's starting vectors instead of zero:
+    after each step, weight -= group lr * strength * (weight - start). Rows no batch touches stay where
+    they started (the teacher's token vectors) instead of shrinking."""
+
+    def __init__(self, model: StudentModel, optimizer: torch.optim.Optimizer, strength: float):
+        embedding = getattr(model.encoder, "embedding", None)
+        if embedding is None:
+            raise ConfigError("--embedding-anchor applies to a BiLSTM student's token embedding")
+        self.weight = embedding.weight
+        self.start = embedding.weight.detach().clone()  # rebuilt the same on --resume: the student is built before loading
+        self.group = next(g for g in optimizer.param_groups if any(p is self.weight for p in g["params"]))
+        self.strength = strength
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.weight.sub_(self.group["lr"] * self.strength * (self.weight - self.start))
 
 
 def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -245,7 +265,9 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     model = _build_student(config, init, cache, whole, pad_row, tokenizer.unk_token_id).to(device)
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
-    optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale), lr=lr, weight_decay=config.weight_decay)
+    anchored = config.embedding_anchor > 0 and config.embedding_lr_scale > 0  # a frozen embedding stays put anyway
+    optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale, anchored), lr=lr, weight_decay=config.weight_decay)
+    anchor = EmbeddingAnchor(model, optimizer, config.embedding_anchor) if anchored else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
 
@@ -298,6 +320,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
+                if anchor is not None:
+                    anchor.step()
                 scheduler.step()
                 loss_sum += loss.item() * len(teacher_vectors)
                 seen += len(teacher_vectors)
