@@ -466,3 +466,23 @@ def test_the_embedding_anchor_pulls_the_token_embedding_back_toward_its_start_in
     transformer = build_student(StudentConfig("transformer", vocab_size=10, output_dim=4, pad_id=0, hidden_size=8, num_layers=1))
     with pytest.raises(ValueError, match="embedding-anchor"):
         loop_module.EmbeddingAnchor(transformer, optimizer, strength=1.0)
+
+
+def test_dev_sets_are_scored_every_epoch_as_the_saved_student_scores_them_and_can_pick_the_epoch(small_cache, tmp_path):
+    from distilcache.pairs import pairs_spearman, read_sts
+
+    rng = np.random.default_rng(0)
+    lines = ["sentence1\tsentence2\tscore"] + [f"{a}\t{b}\t{rng.uniform(0, 5):.2f}"
+                                               for a, b in zip(SENTENCES[:60], recombined_sentences(60, seed=9))]
+    dev = write_lines(tmp_path / "dev.tsv", lines)
+    other = write_lines(tmp_path / "other.tsv", lines[:1] + lines[30:])
+    summary = _train(small_cache, tmp_path / "s", epochs=3, dev_sts=(dev, other), select="dev")
+    scores = [entry["dev_spearman"][f"{tmp_path.name}/dev"] for entry in summary["history"]]
+    assert [set(entry["dev_spearman"]) for entry in summary["history"]] == [{f"{tmp_path.name}/dev", f"{tmp_path.name}/other"}] * 3
+    assert summary["selected_by"] == "dev" and summary["best_epoch"] == 1 + int(np.argmax(scores))
+    saved = load_student(tmp_path / "s", backend="torch")
+    assert pairs_spearman(lambda texts: saved.encode(texts), read_sts(dev)) == pytest.approx(max(scores), abs=1e-6)
+    fidelity = _train(small_cache, tmp_path / "f", epochs=3, dev_sts=(dev,))  # reported, not selecting
+    assert fidelity["best_epoch"] == 1 + int(np.argmax([e["val_fidelity"] for e in fidelity["history"]]))
+    with pytest.raises(ValueError, match="--select dev needs"):
+        _train(small_cache, tmp_path / "x", select="dev")

@@ -293,7 +293,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle-buffer", type=int, default=default("shuffle_buffer"),
                    help="rows shuffled together; training holds this many rows in memory, not the cache (default %(default)s)")
     p.add_argument("--val-fraction", type=float, default=default("val_fraction"), help="held-out rows, chosen by id hash (default %(default)s)")
-    p.add_argument("--patience", type=int, default=default("patience"), help="epochs without a better held-out fidelity before stopping")
+    p.add_argument("--dev-sts", type=Path, action="append", default=list(default("dev_sts")),
+                   help="a similarity set (sentence1, sentence2, score TSV) scored after every epoch; repeat for several")
+    p.add_argument("--select", choices=train_config.SELECTIONS, default=default("select"),
+                   help="what picks the saved epoch: held-out fidelity (default), or Spearman on the first --dev-sts set")
+    p.add_argument("--patience", type=int, default=default("patience"), help="epochs without a better selection score before stopping")
     p.add_argument("--seed", type=int, default=default("seed"))
     p.add_argument("--device", default=default("device"))
     p.add_argument("--precision", choices=train_config.PRECISIONS, default=default("precision"),

@@ -3,6 +3,7 @@ on and the pairs finetune trains on, and the paired cosines and rank correlation
 columns is optional; a bad line is an error naming the file and the line."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +84,8 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
 
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (normalized(a) * normalized(b)).sum(axis=1)
+
+
+def pairs_spearman(encode: Callable[[list[str]], np.ndarray], pairs: StsPairs) -> float:
+    """Spearman x100 of the cosine of each pair's vectors against the scores."""
+    return spearman(paired_cosine(encode(pairs.sentence1), encode(pairs.sentence2)), pairs.scores)

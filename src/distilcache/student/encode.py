@@ -34,7 +34,7 @@ from distilcache.student.directory import (
     weights_digest,
 )
 from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
-from distilcache.student.vocabulary import lookup_table
+from distilcache.student.vocabulary import reading_lookup
 from distilcache.weighting import IdfTable, WeightedBatch, weighted_batch
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,7 @@ def _lookup(directory: Path, model: StudentModel, tokenizer: Any) -> np.ndarray 
     table_ids = read_table_ids(directory, model.config, len(tokenizer))
     if table_ids is None:
         return None
-    rows = {int(token): row for row, token in enumerate(table_ids)}
-    return lookup_table(table_ids, len(tokenizer), rows.get(tokenizer.unk_token_id, model.config.pad_id))
+    return reading_lookup(table_ids, len(tokenizer), tokenizer.unk_token_id, model.config.pad_id)
 
 
 def encode_files(student: Student, inputs: list[InputSpec], output: Path, batch_size: int = 256,

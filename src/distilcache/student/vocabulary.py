@@ -19,6 +19,13 @@ def lookup_table(table_ids: np.ndarray, tokenizer_size: int, unknown_row: int) -
     return lookup
 
 
+def reading_lookup(table_ids: np.ndarray, tokenizer_size: int, unk_id: int | None, fallback_row: int) -> np.ndarray:
+    """lookup_table as encode reads text: a piece the table lacks reads as the unknown token (fallback_row
+    when the table has none)."""
+    unk_rows = np.flatnonzero(table_ids == unk_id) if unk_id is not None else []
+    return lookup_table(table_ids, tokenizer_size, int(unk_rows[0]) if len(unk_rows) else fallback_row)
+
+
 def save_vocabulary(path: Path, table_ids: np.ndarray) -> None:
     save_file({_KEY: torch.from_numpy(np.asarray(table_ids, dtype=np.int64))}, str(path))
 

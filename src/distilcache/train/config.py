@@ -16,6 +16,7 @@ TOKEN_WEIGHTS = ("cache", "mean")  # the cached per-token (IDF) weights, or unif
 VOCABULARIES = ("auto", "cache", "tokenizer")
 LOSSES = ("cosine", "mse", "mix")
 SCHEDULES = ("linear", "cosine")
+SELECTIONS = ("fidelity", "dev")  # what picks the saved epoch: held-out fidelity, or Spearman on the first --dev-sts set
 PRECISIONS = ("auto", "fp32", "bf16")
 # a seeded transformer starts close to the teacher and wants a smaller step (chosen on STS-B dev)
 DEFAULT_LR = {"bilstm": 2e-3, "transformer": 5e-4, "seed": 4e-4}
@@ -73,6 +74,10 @@ class TrainConfig:
     # not the cache); a cache smaller than it is shuffled whole
     shuffle_buffer: int = 250_000
     val_fraction: float = 0.05
+    # similarity sets (sentence1, sentence2, score TSV) scored after every epoch, Spearman x100 in the log;
+    # under select "dev" the first picks the epoch saved
+    dev_sts: tuple[Path, ...] = ()
+    select: str = "fidelity"  # one of SELECTIONS
     patience: int = 3  # epochs without a better held-out fidelity before stopping
     seed: int = 0
     device: str = "auto"
@@ -108,7 +113,9 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
             raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
-        choices = {"student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
+        if self.select == "dev" and not self.dev_sts:
+            raise ConfigError("--select dev needs a similarity set: --dev-sts FILE")
+        choices = {"select": SELECTIONS, "student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
                    "precision": PRECISIONS, "preset": tuple(PRESETS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -134,13 +141,15 @@ class TrainConfig:
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
         # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
         before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
-                  "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0}
+                  "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0, "dev_sts": (), "select": "fidelity"}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()
-                if k not in ("cache", "output", "device", "precision", "resume")}
+        def plain(value: Any) -> Any:
+            return str(value) if isinstance(value, Path) else tuple(map(plain, value)) if isinstance(value, (list, tuple)) else value
+
+        return {k: plain(v) for k, v in asdict(self).items() if k not in ("cache", "output", "device", "precision", "resume")}
 
 
 FINETUNE_LOSSES = ("cosent", "cosine-mse")  # on the gold labels: the order of the pairs' scores, or the scores themselves

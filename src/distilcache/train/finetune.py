@@ -20,7 +20,7 @@ from distilcache.cache_format import open_cache
 from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.cache_format.reader import vector_array
 from distilcache.devices import resolve_device
-from distilcache.pairs import StsPairs, paired_cosine, read_sts, spearman
+from distilcache.pairs import StsPairs, pairs_spearman, read_sts
 from distilcache.student.directory import IDF_FILE, read_table_ids, save_student
 from distilcache.student.encode import Student, load_student
 from distilcache.student.model import pad_rows
@@ -160,6 +160,4 @@ def _teacher_vectors(texts: list[str], student: Student, cache_location: Path | 
 def _dev_score(student: Student, dev: StsPairs | None) -> float | None:
     if dev is None:
         return None
-    a = student.encode(dev.sentence1, show_progress_bar=False)
-    b = student.encode(dev.sentence2, show_progress_bar=False)
-    return spearman(paired_cosine(a, b), dev.scores)
+    return pairs_spearman(lambda texts: student.encode(texts, show_progress_bar=False), dev)

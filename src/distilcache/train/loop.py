@@ -26,13 +26,16 @@ from distilcache.cache_format.errors import ConfigError, DistilcacheError
 from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
+from distilcache.pairs import pairs_spearman, read_sts
 from distilcache.student.directory import save_student
+from distilcache.student.encode import Student
 from distilcache.student.model import StudentConfig, StudentModel
-from distilcache.student.vocabulary import lookup_table
+from distilcache.student.vocabulary import reading_lookup
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
 from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
 from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss
+from distilcache.weighting import IdfTable
 from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
 log = logging.getLogger(__name__)
@@ -236,13 +239,14 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     tokenizer = hf_local.load_tokenizer(cache.student_tokenizer_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     init = _resolve_init(config, cache)
+    dev_sets = [read_sts(Path(path)) for path in config.dev_sts]  # a bad file fails before any work
 
     scan = scan_cache(cache, config.val_fraction, len(tokenizer))
     if scan.train_rows == 0 or scan.held_out_rows == 0:
         raise ConfigError(f"{cache.num_rows} rows split into {scan.train_rows} train / {scan.held_out_rows} held-out: "
                           "adjust --val-fraction")
     table_ids = _table_ids(config, tokenizer, scan, pad_id)
-    lookup = None if table_ids is None else lookup_table(table_ids, len(tokenizer), unknown_row=0)
+    lookup = None if table_ids is None else reading_lookup(table_ids, len(tokenizer), tokenizer.unk_token_id, fallback_row=0)
     pad_row = pad_id if lookup is None else int(lookup[pad_id])
     if table_ids is not None:
         log.info("embedding table: the %d pieces the cache uses of the tokenizer's %d", len(table_ids), len(tokenizer))
@@ -269,7 +273,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale, anchored), lr=lr, weight_decay=config.weight_decay)
     anchor = EmbeddingAnchor(model, optimizer, config.embedding_anchor) if anchored else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps_per_epoch * config.epochs, config.warmup, config.schedule))
-    state = {"epoch": 0, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    # best_score: what --select compares (held-out fidelity, or Spearman on the first --dev-sts set)
+    state = {"epoch": 0, "best_score": -math.inf, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
 
     if config.resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -282,7 +287,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        state = checkpoint["state"]
+        state = {"best_score": checkpoint["state"]["best_fidelity"]} | checkpoint["state"]  # before --select: fidelity
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
         untrained = measure_held_out(model, held_out(), config, device, precision, epoch=0)
@@ -296,6 +301,13 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         "cache": identity | {"path": str(cache.path.resolve())},
         "training": config.settings() | {"lr": lr, "init": init},
     }
+    idf = IdfTable.load(cache.idf_path) if dev_sets and info["pooling"]["mode"] == "idf" else None
+
+    def dev_spearman() -> dict[str, float]:
+        """Spearman x100 on each --dev-sts set, the model encoding as its saved student will."""
+        student = Student(output, info, model, tokenizer, idf, lookup=lookup)
+        return {pairs.name: pairs_spearman(lambda texts: student.encode(texts, show_progress_bar=False), pairs) for pairs in dev_sets}
+
     params = sum(p.numel() for p in model.parameters())
     log.info("%s student (init %s), %d parameters, %d train / %d held-out rows, %s on %s", student_config.kind, init, params,
              scan.train_rows, scan.held_out_rows, precision, device)
@@ -331,11 +343,15 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": measured["loss"], "val_fidelity": measured["fidelity"],
                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}
+        if dev_sets:
+            entry["dev_spearman"] = dev_spearman()
         state["history"].append(entry)
-        log.info("epoch %d: train loss %.4f, held-out loss %.4f, fidelity %.4f", epoch, entry["train_loss"], entry["val_loss"], entry["val_fidelity"])
+        log.info("epoch %d: train loss %.4f, held-out loss %.4f, fidelity %.4f%s", epoch, entry["train_loss"], entry["val_loss"],
+                 entry["val_fidelity"], "".join(f", {name} {value:.2f}" for name, value in entry.get("dev_spearman", {}).items()))
         state["epoch"] = epoch
-        if measured["fidelity"] > state["best_fidelity"]:
-            state |= {"best_fidelity": measured["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
+        score = measured["fidelity"] if config.select == "fidelity" else entry["dev_spearman"][dev_sets[0].name]
+        if score > state["best_score"]:
+            state |= {"best_score": score, "best_fidelity": measured["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
             save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": measured["fidelity"]},
                          cache.student_tokenizer_files, cache.idf_path, table_ids)
         else:
@@ -345,13 +361,14 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                                            "cache": identity, "settings": config.settings()})
         _write_log(output, state["history"])
         if state["bad_epochs"] >= config.patience:
-            log.info("early stop: no better held-out fidelity for %d epochs", config.patience)
+            log.info("early stop: no better %s for %d epochs", "held-out fidelity" if config.select == "fidelity" else dev_sets[0].name,
+                     config.patience)
 
     if state["best_epoch"] == 0:
         raise TrainingError(f"no epoch produced a student in {output} (held-out fidelity {state['best_fidelity']})")
     summary = {"student": student_config.kind, "parameters": params, "train_rows": scan.train_rows,
                "val_rows": scan.held_out_rows, "untrained_fidelity": state["untrained_fidelity"],
-               "best_epoch": state["best_epoch"], "best_val_fidelity": state["best_fidelity"],
+               "best_epoch": state["best_epoch"], "selected_by": config.select, "best_val_fidelity": state["best_fidelity"],
                "epochs_run": state["epoch"], "history": state["history"]}
     write_text_atomic(json.dumps(summary, indent=2) + "\n", output / SUMMARY_FILE)
     return summary
