@@ -1,5 +1,6 @@
-"""Teacher-side augmentation (precompute --augment K): what a variant may be, that every engine makes the
-same ones, the cache's ids and manifest, and the held-out split that keeps variants with their source."""
+"""Teacher-side augmentation (precompute --augment K): what a variant may be, that it depends on the seed,
+the id and k only, the cache's ids, vectors and manifest, and the held-out split that keeps variants with
+their source."""
 
 import json
 import random
@@ -8,11 +9,12 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import CORPUS, recombined_sentences, tiny_cache, write_lines
+
 from distilcache.cache_format import open_cache
 from distilcache.cache_format.errors import CacheError, ConfigError
 from distilcache.cache_format.split import is_variant_id, source_id, split_by_id, split_masks, variant_id
+from distilcache.cache_format.summary import describe
 from distilcache.cache_format.verify import verify_cache
 from distilcache.inputs import Record
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
@@ -110,6 +112,8 @@ def test_an_augmented_cache_holds_each_row_then_its_variants_with_the_teachers_v
     assert manifest["total_rows"] == 120 and len(manifest["shards"]) == 3
     assert verify_cache(cache_dir) == []
     assert "2 variants" in (cache_dir / "README.md").read_text()
+    assert "augment      2 variants after each row (seed 5" in describe(open_cache(cache_dir))
+    assert "corpus.txt: 40 rows in, 40 kept, 0 rejected, 80 variants" in describe(open_cache(cache_dir))
     table = open_cache(cache_dir).table()
     ids, texts = table["id"].to_pylist(), table["text"].to_pylist()
     expected = list(with_variants([Record(f"corpus:{i + 1}", s, "corpus.txt") for i, s in enumerate(sentences)], 2, 5))

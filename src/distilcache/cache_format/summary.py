@@ -43,5 +43,9 @@ def describe(cache: Cache) -> str:
         lines.insert(6, f"student vocab the teacher's + {added} CJK characters it reads as [UNK] ({manifest['student_tokenizer']['dir']}/)")
     lines += [f"input        {i['name']}: {i['input_rows']} rows in, {i['rows']} kept, {i['rejected']} rejected"
               + (f", {i['rows_with_target']} with a target ({i['target_field']!r} fed the teacher)" if "target_field" in i else "")
+              + (f", {i['augmented_rows']} variants" if "augmented_rows" in i else "")
               for i in manifest["inputs"]]
+    if manifest.get("augment"):
+        augment = manifest["augment"]
+        lines.append(f"augment      {augment['copies']} variants after each row (seed {augment.get('seed')}; ids {augment.get('ids')})")
     return "\n".join(lines)
