@@ -41,13 +41,16 @@ OUT_OF_DOMAIN_WORDNET = 40_536  # the in-domain corpus's 30,000 WordNet rows plu
 SETS = ["stsb-en/dev", "stsb-en/test"]
 ST_EPOCHS = 1  # the seeded transformer and the sentence-transformers recipe, on the same text
 
+SHAPING = "word_dropout,span_deletion,crop,local_shuffle,join"  # the variants that reshape a text (all but word_replacement)
 # cache directory: (corpus, precompute options beyond the defaults)
 CACHES = {
     "cache-in-domain": ("in", []),
     "cache-out-of-domain": ("out", []),
     "cache-out-of-domain-mean": ("out", ["--pooling", "mean"]),
-    "cache-out-of-domain-augment-2": ("out", ["--augment", "2"]),
+    "cache-out-of-domain-augment-2": ("out", ["--augment", "2", "--augment-operations", SHAPING]),
+    "cache-out-of-domain-augment-2-replace": ("out", ["--augment", "2"]),
     "cache-out-of-domain-seed": ("out", ["--export-seed-layers", "2"]),
+    "cache-out-of-domain-mean-augment-2-replace": ("out", ["--pooling", "mean", "--augment", "2"]),
 }
 # student directory: (cache directory, train options); 4 epochs as in the ablation, 2 over the cache three times larger
 STUDENTS = {
@@ -56,6 +59,8 @@ STUDENTS = {
     "bilstm-out-of-domain-mean": ("cache-out-of-domain-mean", ["--epochs", "4"]),
     "bilstm-out-of-domain-augment-2": ("cache-out-of-domain-augment-2", ["--epochs", "2"]),
     "bilstm-out-of-domain-anchor-1": ("cache-out-of-domain", ["--epochs", "4", "--embedding-anchor", "1"]),
+    "bilstm-out-of-domain-augment-2-replace": ("cache-out-of-domain-augment-2-replace", ["--epochs", "2"]),
+    "bilstm-out-of-domain-mean-augment-2-replace": ("cache-out-of-domain-mean-augment-2-replace", ["--epochs", "2"]),
     "transformer-seeded-out-of-domain": ("cache-out-of-domain-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
 }
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its

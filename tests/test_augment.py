@@ -18,10 +18,17 @@ from distilcache.cache_format.summary import describe
 from distilcache.cache_format.verify import verify_cache
 from distilcache.inputs import Record
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
-from distilcache.precompute.augment import OPERATIONS, SHUFFLE_DISTANCE, _words, variant, with_variants
+from distilcache.precompute.augment import SHUFFLE_DISTANCE, Augmenter, _words, augmenter_for, replacement_words
+from distilcache.precompute.config import AUGMENT_OPERATIONS
 from distilcache.train.data import read_rows, row_groups, scan_cache
 
 SENTENCE = "the quick brown fox jumps over the lazy dog near a river bank"
+WORDS = {"cjk": ["猫", "飞机"], "ascii": ["zebra", "violin", "quartz"], "other": ["été"]}  # replacement words
+AUGMENTER = Augmenter(1, 0, AUGMENT_OPERATIONS, WORDS)
+
+
+def variant(text: str, previous: str | None, rng: random.Random) -> str:
+    return AUGMENTER.variant(text, previous, rng)
 
 
 def _kind(source: list[str], previous: str, text: str, result: str) -> set[str]:
@@ -41,6 +48,9 @@ def _kind(source: list[str], previous: str, text: str, result: str) -> set[str]:
         moved = [abs(words.index(w) - source.index(w)) for w in set(source) if source.count(w) == 1]
         if max(moved) < SHUFFLE_DISTANCE:
             kinds.add("local_shuffle")
+    replaced = [(a, b) for a, b in zip(source, words) if a != b]
+    if len(words) == n and replaced and all(b in WORDS["ascii"] for _, b in replaced):
+        kinds.add("word_replacement")
     return kinds
 
 
@@ -54,7 +64,7 @@ def test_every_variant_is_one_of_the_operations_and_each_operation_occurs():
         assert kinds, f"{result!r} is no variant of {SENTENCE!r}"
         seen |= kinds
         assert result != ""
-    assert seen == set(OPERATIONS)
+    assert seen == set(AUGMENT_OPERATIONS)
 
 
 def test_chinese_variants_take_characters_from_the_text_and_join_without_a_space():
@@ -64,26 +74,39 @@ def test_chinese_variants_take_characters_from_the_text_and_join_without_a_space
         assert " " not in result
         if result.startswith(previous):
             assert result == previous + text
-        else:
-            assert result and not Counter(result) - Counter(text)
+        elif not Counter(result) - Counter(text):
+            assert result
+        else:  # word replacement: Chinese words by Chinese words
+            assert set(result) <= set(text) | set("".join(WORDS["cjk"]))
 
 
-def test_a_text_too_short_for_any_operation_is_joined_or_kept():
-    assert variant("Hello", None, random.Random(0)) == "Hello"
-    assert variant("Hello", "Good morning.", random.Random(0)) == "Good morning. Hello"
+def test_a_text_too_short_for_any_operation_is_joined_replaced_or_kept():
+    shaping = Augmenter(1, 0, ("word_dropout", "span_deletion", "crop", "local_shuffle", "join"))
+    assert shaping.variant("Hello", None, random.Random(0)) == "Hello"
+    assert shaping.variant("Hello", "Good morning.", random.Random(0)) == "Good morning. Hello"
+    assert {variant("Hello", None, random.Random(k)) for k in range(20)} == set(WORDS["ascii"])
+    assert variant("é", None, random.Random(0)) == "été"  # jieba cuts non-ASCII letters one by one
+    assert variant("42", None, random.Random(0)) == "42"  # digits are never replaced
+
+
+def test_replacement_words_are_the_whole_words_of_a_wordpiece_or_sentencepiece_vocabulary():
+    wordpiece = ["[PAD]", "[UNK]", "the", "##s", "dog", "猫", "42", "##猫", ",", "[unused3]", "été"]
+    assert replacement_words(wordpiece, ["[PAD]", "[UNK]"]) == {"cjk": ["猫"], "ascii": ["dog", "the"], "other": ["été"]}
+    sentencepiece = ["<s>", "</s>", "\u2581the", "s", "\u2581dog", "\u2581猫", "\u2581", "\u258142", "ing", "\u2581飞机"]
+    assert replacement_words(sentencepiece, ["<s>", "</s>"]) == {"cjk": ["猫", "飞机"], "ascii": ["dog", "the"], "other": []}
 
 
 def test_variants_depend_on_the_seed_the_id_and_k_only():
     records = [Record(f"f:{i}", text, "f") for i, text in enumerate(CORPUS)]
-    first = list(with_variants(records, 3, seed=7))
-    assert first == list(with_variants(records, 3, seed=7))
-    assert [r.text for r in first] != [r.text for r in with_variants(records, 3, seed=8)]
+    first = list(Augmenter(3, 7, words=WORDS).records(records))
+    assert first == list(Augmenter(3, 7, words=WORDS).records(records))
+    assert [r.text for r in first] != [r.text for r in Augmenter(3, 8, words=WORDS).records(records)]
     assert len(first) == 4 * len(records)
     for i, record in enumerate(records):
         assert first[4 * i] == record
         assert [r.id for r in first[4 * i + 1 : 4 * i + 4]] == [variant_id(record.id, k) for k in (1, 2, 3)]
     parallel = [Record("p:1", "Hello there", "p", target_text="你好")]
-    assert list(with_variants(parallel, 3, seed=0)) == parallel  # the two sides could not be cut alike
+    assert list(Augmenter(3, 0, words=WORDS).records(parallel)) == parallel  # the two sides could not be cut alike
 
 
 def test_variant_ids_name_their_source():
@@ -116,7 +139,9 @@ def test_an_augmented_cache_holds_each_row_then_its_variants_with_the_teachers_v
     assert "corpus.txt: 40 rows in, 40 kept, 0 rejected, 80 variants" in describe(open_cache(cache_dir))
     table = open_cache(cache_dir).table()
     ids, texts = table["id"].to_pylist(), table["text"].to_pylist()
-    expected = list(with_variants([Record(f"corpus:{i + 1}", s, "corpus.txt") for i, s in enumerate(sentences)], 2, 5))
+    config = PrecomputeConfig(teacher=tmp_path / "a" / "teacher", inputs=[], output=tmp_path, augment=2, augment_seed=5)
+    expected = list(augmenter_for(config).records([Record(f"corpus:{i + 1}", s, "corpus.txt") for i, s in enumerate(sentences)]))
+    assert manifest["augment"]["replacement_words"]["count"] > 0
     assert ids == [r.id for r in expected] and texts == [r.text for r in expected]
 
     # the originals' vectors are those of a cache without variants; a variant's are its text's own

@@ -19,7 +19,7 @@ from distilcache.cache_format.layout import MANIFEST_FILE
 from distilcache.cache_format.summary import describe
 from distilcache.evaluate.config import EvaluationConfig
 from distilcache.inputs import InputSpec
-from distilcache.precompute.config import DTYPES, ENGINES, PRECISIONS, STUDENT_VOCABS, PrecomputeConfig
+from distilcache.precompute.config import AUGMENT_OPERATIONS, DTYPES, ENGINES, PRECISIONS, STUDENT_VOCABS, PrecomputeConfig
 from distilcache.student.backends import BACKENDS, EXPORT_MODULES
 from distilcache.teacher.config import POOLING_MODES, PoolingConfig
 from distilcache.train import config as train_config
@@ -40,6 +40,10 @@ def _default(config: type, name: str) -> Any:
 def _options(args: argparse.Namespace, config: type) -> dict[str, Any]:
     """The parsed options that are fields of `config`, by keyword."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if f.name in vars(args)}
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _dims(text: str) -> tuple[int, ...]:
@@ -347,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after each row, K variants of its text (word dropout, a deleted span, a crop, a local shuffle, or joined "
                         "with the row before), encoded by the teacher: more training pairs for students (ids <id>#aug<k>)")
     p.add_argument("--augment-seed", type=int, default=_default(PrecomputeConfig, "augment_seed"), help="draws the variants")
+    p.add_argument("--augment-operations", type=_names, default=_default(PrecomputeConfig, "augment_operations"),
+                   help="the kinds of variant drawn from, separated by commas (default: all: %s)" % ",".join(AUGMENT_OPERATIONS))
     _add_input_options(p)
     _add_cache_options(p)
     p.set_defaults(run=_cmd_precompute)

@@ -16,6 +16,8 @@ STUDENT_VOCABS = ("auto", "teacher", "teacher+cjk")  # auto: teacher+cjk when an
 DTYPES = ("float16", "float32")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("local", "ray")
+# what a variant of --augment may be (precompute/augment.py)
+AUGMENT_OPERATIONS = ("word_dropout", "span_deletion", "crop", "local_shuffle", "join", "word_replacement")
 
 
 def default_workers() -> int:
@@ -47,6 +49,7 @@ class PrecomputeConfig:
     sort_window: int = 8192  # rows prepared and length-sorted together: fine-grained overlap, little padding
     augment: int = 0  # after each row, this many variants of its text, encoded by the teacher (precompute/augment.py)
     augment_seed: int = 0
+    augment_operations: tuple[str, ...] = AUGMENT_OPERATIONS
     workers: int = field(default_factory=default_workers)  # processes that read the IDF pass and prepare windows
     push: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
 
@@ -66,6 +69,9 @@ class PrecomputeConfig:
                 raise ConfigError(f"{name} must be >= 1")
         if self.augment < 0:
             raise ConfigError(f"--augment must be >= 0, got {self.augment}")
+        unknown = sorted(set(self.augment_operations) - set(AUGMENT_OPERATIONS))
+        if unknown or not self.augment_operations:
+            raise ConfigError(f"--augment-operations must name some of {', '.join(AUGMENT_OPERATIONS)}; got {','.join(self.augment_operations)}")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:
             raise ConfigError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:

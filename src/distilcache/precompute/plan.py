@@ -36,7 +36,7 @@ from distilcache.cache_format.paths import symlinks_under
 from distilcache.cache_format.split import is_variant_id
 from distilcache.cache_format.writer import is_own_tmp_name, write_text_atomic
 from distilcache.inputs import Rejection, iter_corpus
-from distilcache.precompute import augment
+from distilcache.precompute.augment import augmenter_for
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.idf_pass import idf_in_processes, idf_workers
 from distilcache.precompute.partitions import PARTITIONS_DIR
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 def request_for(config: PrecomputeConfig, idf_source: dict[str, Any], precision: str) -> dict[str, Any]:
     """Everything that decides the cache's content, known before any heavy work."""
+    augmenter = augmenter_for(config)
     teacher = describe_teacher(config.teacher, config.teacher_name)
     max_positions = teacher["max_position_embeddings"] or DEFAULT_MAX_LENGTH
     if config.pooling.max_length is None:
@@ -78,7 +79,7 @@ def request_for(config: PrecomputeConfig, idf_source: dict[str, Any], precision:
         "export_seed_layers": config.export_seed_layers,
         "export_token_vectors": config.token_vectors,
         "student_vocab": _student_vocab(config),
-        "augment": augment.describe(config.augment, config.augment_seed),
+        "augment": None if augmenter is None else augmenter.describe(),
     }
 
 
@@ -183,6 +184,7 @@ def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | No
     """Count input rows, targets, variants and rejections per file; add every accepted text (and target: a
     document of its own) to idf when given; count the texts' CJK characters into cjk when given."""
     counts = {spec.path.name: Counter() for spec in config.inputs}
+    augmenter = augmenter_for(config)
     rejections: list[Rejection] = []
     with tqdm(desc="reading inputs" + (" + IDF" if idf is not None else ""), unit=" rows", mininterval=1) as bar:
         for item in iter_corpus(config.inputs, config.keep_first_duplicate):
@@ -195,7 +197,7 @@ def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | No
                     raise ConfigError(f"{item.file}: row {counts[item.file]['input_rows']} has the id {item.id!r}, which names a "
                                       "variant under --augment (<id>#aug<k>); rename it or run without --augment")
                 counts[item.file]["rows_with_target"] += item.target_text is not None
-                counts[item.file]["augmented_rows"] += augment.variant_count(item, config.augment)
+                counts[item.file]["augmented_rows"] += 0 if augmenter is None else augmenter.variant_count(item)
                 if idf is not None:
                     for document in item.documents:
                         idf.add_document(document)

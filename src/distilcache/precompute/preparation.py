@@ -21,7 +21,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from distilcache.inputs import Record, iter_corpus
-from distilcache.precompute.augment import with_variants
+from distilcache.precompute.augment import augmenter_for
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.teacher.config import PoolingConfig
 from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
@@ -59,7 +59,8 @@ class PreparedWindow:
 def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Container[int]) -> Iterator[RecordWindow]:
     """The shards still to do, cut into sort windows."""
     accepted = (item for item in iter_corpus(config.inputs, config.keep_first_duplicate) if isinstance(item, Record))
-    records = with_variants(accepted, config.augment, config.augment_seed)
+    augmenter = augmenter_for(config)
+    records = accepted if augmenter is None else augmenter.records(accepted)
     for index in range(plan["num_shards"]):
         chunk = list(islice(records, config.shard_size))
         if index not in todo:
