@@ -51,6 +51,7 @@ CACHES = {
     "cache-out-of-domain-augment-2-replace": ("out", ["--augment", "2"]),
     "cache-out-of-domain-seed": ("out", ["--export-seed-layers", "2"]),
     "cache-out-of-domain-mean-augment-2-replace": ("out", ["--pooling", "mean", "--augment", "2"]),
+    "cache-out-of-domain-mean-seed": ("out", ["--pooling", "mean", "--export-seed-layers", "2"]),
 }
 # student directory: (cache directory, train options); 4 epochs as in the ablation, 2 over the cache three times larger
 STUDENTS = {
@@ -62,6 +63,7 @@ STUDENTS = {
     "bilstm-out-of-domain-augment-2-replace": ("cache-out-of-domain-augment-2-replace", ["--epochs", "2"]),
     "bilstm-out-of-domain-mean-augment-2-replace": ("cache-out-of-domain-mean-augment-2-replace", ["--epochs", "2"]),
     "transformer-seeded-out-of-domain": ("cache-out-of-domain-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
+    "transformer-seeded-out-of-domain-mean": ("cache-out-of-domain-mean-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
 }
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4
