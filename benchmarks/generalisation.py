@@ -34,7 +34,7 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, _unique, command_block, run, start, train_once, wordnet_sentences
+from report import DATA, _unique, command, command_block, run, start, train_once, wordnet_sentences
 
 HERE = Path(__file__).resolve().parent
 OUT_OF_DOMAIN_WORDNET = 40_536  # the in-domain corpus's 30,000 WordNet rows plus its 10,536 STS-B rows
@@ -126,9 +126,12 @@ def main() -> None:
     described = {}
     for name, (corpus, options) in CACHES.items():
         cache = args.workdir / name
-        if not (cache / "manifest.json").exists():
-            run(["precompute", "--teacher", teacher, "--teacher-name", "all-MiniLM-L6-v2", *options,
-                 *[a for p in corpora[corpus] for a in ("--input", p)], "--output", cache], args.workdir, commands)
+        argv = ["precompute", "--teacher", teacher, "--teacher-name", "all-MiniLM-L6-v2", *options,
+                *[a for p in corpora[corpus] for a in ("--input", p)], "--output", cache]
+        if (cache / "manifest.json").exists():
+            commands.append(command(argv, args.workdir) + "   # reused from an earlier run")
+        else:
+            run(argv, args.workdir, commands)
         described[name] = " ".join([f"{corpus if corpus == 'in' else 'out-of'}-domain", *options])
         if not options:  # the teacher as this corpus's IDF pooling makes it
             encoder = TeacherEncoder(teacher, PoolingConfig("idf"), IdfTable.load(open_cache(cache).idf_path))
