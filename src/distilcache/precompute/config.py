@@ -71,7 +71,8 @@ class PrecomputeConfig:
             raise ConfigError(f"--augment must be >= 0, got {self.augment}")
         unknown = sorted(set(self.augment_operations) - set(AUGMENT_OPERATIONS))
         if unknown or not self.augment_operations:
-            raise ConfigError(f"--augment-operations must name some of {', '.join(AUGMENT_OPERATIONS)}; got {','.join(self.augment_operations)}")
+            raise ConfigError(f"--augment-operations must name some of {', '.join(AUGMENT_OPERATIONS)}; "
+                              f"got {','.join(self.augment_operations)}")
         if self.pooling.max_length is not None and self.pooling.max_length < 2:
             raise ConfigError("max_length must be >= 2 (room for the special tokens)")
         if not self.inputs:

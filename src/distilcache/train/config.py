@@ -78,7 +78,7 @@ class TrainConfig:
     # under select "dev" the first picks the epoch saved
     dev_sts: tuple[Path, ...] = ()
     select: str = "fidelity"  # one of SELECTIONS
-    patience: int = 3  # epochs without a better held-out fidelity before stopping
+    patience: int = 3  # epochs without a better selection score before stopping
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # one of PRECISIONS; auto: bf16 autocast on CUDA where supported, else fp32
@@ -92,9 +92,9 @@ class TrainConfig:
         for name in ("layers", "hidden", "embedding_dim"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale, "embedding_anchor": self.embedding_anchor,
-                   "weight_decay": self.weight_decay, "warmup": self.warmup, "grad_clip": self.grad_clip,
-                   "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
+        numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
+                   "embedding_anchor": self.embedding_anchor, "weight_decay": self.weight_decay, "warmup": self.warmup,
+                   "grad_clip": self.grad_clip, "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
                    "temperature": self.temperature, "val_fraction": self.val_fraction, "matryoshka_weight": self.matryoshka_weight}
         for name, value in numbers.items():
             if value is not None and not math.isfinite(value):
@@ -115,8 +115,8 @@ class TrainConfig:
             raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
         if self.select == "dev" and not self.dev_sts:
             raise ConfigError("--select dev needs a similarity set: --dev-sts FILE")
-        choices = {"select": SELECTIONS, "student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES, "schedule": SCHEDULES,
-                   "precision": PRECISIONS, "preset": tuple(PRESETS)}
+        choices = {"student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES,
+                   "schedule": SCHEDULES, "precision": PRECISIONS, "preset": tuple(PRESETS), "select": SELECTIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}")

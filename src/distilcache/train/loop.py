@@ -270,7 +270,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     anchored = config.embedding_anchor > 0 and config.embedding_lr_scale > 0  # a frozen embedding stays put anyway
-    optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale, anchored), lr=lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale, anchored), lr=lr,
+                                  weight_decay=config.weight_decay)
     anchor = EmbeddingAnchor(model, optimizer, config.embedding_anchor) if anchored else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     # best_score: what --select compares (held-out fidelity, or Spearman on the first --dev-sts set)
