@@ -115,7 +115,10 @@ def test_a_student_of_a_large_vocabulary_holds_only_the_cache_pieces_and_reads_o
     options = {"init": "seed"} if student == "transformer" else {}
     summary = train(TrainConfig(cache=large["cache"], output=tmp_path / "s", student=student, epochs=2, batch_size=32,
                                 val_fraction=0.2, device="cpu", **options))
-    assert summary["best_val_fidelity"] > summary["untrained_fidelity"]
+    if student == "transformer":  # the teacher's last layer over [CLS] pieces [SEP], through the cut table: the teacher, nearly
+        assert min(summary["untrained_fidelity"], summary["best_val_fidelity"]) > 0.99
+    else:
+        assert summary["best_val_fidelity"] > summary["untrained_fidelity"]
     whole = train(TrainConfig(cache=large["cache"], output=tmp_path / "whole", student=student, epochs=1, batch_size=32,
                               val_fraction=0.2, device="cpu", vocabulary="tokenizer", **options))
     assert summary["parameters"] < whole["parameters"] - 25 * LARGE_VOCABULARY  # the table is what shrank

@@ -3,6 +3,7 @@ gives the student's own vectors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ def _encode_without_distilcache(directory: Path, texts: list[str], tmp_path: Pat
 
 def test_a_transformer_student_with_mean_weights_exports_as_plain_modules_that_load_without_distilcache(cache, tmp_path):
     train(TrainConfig(cache=cache, output=tmp_path / "s", student="transformer", layers=1, hidden=32, token_weights="mean",
-                      epochs=1, batch_size=32, device="cpu"))  # width 32: a projection to the teacher's 64 (a Dense)
+                      special_tokens=False, epochs=1, batch_size=32, device="cpu"))  # width 32: a projection to the teacher's 64 (a Dense)
     assert export_sentence_transformers(tmp_path / "s", tmp_path / "st") == "plain"
     types = _module_types(tmp_path / "st")
     assert all(t.startswith("sentence_transformers.") for t in types) and len(types) == 3
@@ -96,7 +97,7 @@ def test_a_table_of_the_cache_pieces_is_spread_back_over_the_whole_tokenizer(tmp
     precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(write_lines(tmp_path / "c.txt", SENTENCES[:60]))],
                                 output=tmp_path / "cache", device="cpu", export_seed_layers=1))
     train(TrainConfig(cache=tmp_path / "cache", output=tmp_path / "s", student="transformer", init="seed", token_weights="mean",
-                      epochs=1, batch_size=32, device="cpu"))
+                      special_tokens=False, epochs=1, batch_size=32, device="cpu"))
     student = load_student(tmp_path / "s")
     assert student.lookup is not None and student.model.config.vocab_size < 1000
     export_sentence_transformers(tmp_path / "s", tmp_path / "st", modules="plain")
@@ -110,6 +111,13 @@ def test_a_plain_export_of_a_student_that_needs_distilcache_is_refused_and_nothi
     train(TrainConfig(cache=cache, output=tmp_path / "s", epochs=1, batch_size=32, device="cpu"))
     with pytest.raises(ConfigError, match="BiLSTM.*--modules distilcache"):
         export_sentence_transformers(tmp_path / "s", tmp_path / "st", modules="plain")
+    # mean weights, but [CLS] and [SEP] read and weighed 0: sentence-transformers' mean pooling cannot leave them out
+    train(TrainConfig(cache=cache, output=tmp_path / "t", student="transformer", layers=1, hidden=32, token_weights="mean",
+                      epochs=1, batch_size=32, device="cpu"))
+    with pytest.raises(ConfigError, match="special tokens.*--no-special-tokens"):
+        export_sentence_transformers(tmp_path / "t", tmp_path / "st", modules="plain")
+    assert export_sentence_transformers(tmp_path / "t", tmp_path / "st") == "distilcache"
+    shutil.rmtree(tmp_path / "st")
     assert not (tmp_path / "st").exists()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")

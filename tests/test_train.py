@@ -8,12 +8,13 @@ import torch
 from conftest import make_teacher, recombined_sentences, tiny_cache, write_lines
 from transformers import AutoModel
 
-from distilcache import open_cache
+from distilcache import hf_local, open_cache
 from distilcache.cache_format import CacheError, writer
+from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.split import split_by_id
 from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
 from distilcache.student import load_student
-from distilcache.student.model import pad_rows
+from distilcache.student.model import StudentConfig, bracket, pad_rows
 from distilcache.train import TrainConfig, data, train
 from distilcache.train import loop as loop_module
 from distilcache.train.data import CacheRows, held_out_batches, read_rows, row_groups, scan_cache, training_batches
@@ -330,13 +331,60 @@ def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache
 
 
 def test_pad_rows_pads_and_reads_an_empty_row_as_one_pad_token():
-    from distilcache.student.model import pad_rows
+    from distilcache.student.model import StudentConfig, bracket, pad_rows
 
     token_ids, weights = np.array([7, 8, 9, 5]), np.array([0.25, 0.75, 1.0, 1.0], dtype=np.float32)
     batch = pad_rows(token_ids, weights, starts=np.array([0, 2, 3]), counts=np.array([2, 0, 1]), pad_id=0)
     assert batch.token_ids.tolist() == [[7, 8], [0, 0], [5, 0]]
     assert batch.lengths.tolist() == [2, 1, 1]
     assert batch.weights.tolist() == [[0.25, 0.75], [1.0, 0.0], [1.0, 0.0]]
+
+
+def test_bracket_puts_each_row_between_the_start_and_end_tokens():
+    config = StudentConfig("transformer", vocab_size=20, output_dim=4, pad_id=0, hidden_size=4, num_layers=1, start_id=3, end_id=4)
+    ids, lengths = bracket(torch.tensor([[7, 8, 9], [5, 0, 0], [0, 0, 0]]), torch.tensor([3, 1, 1]), config)
+    assert ids.tolist() == [[3, 7, 8, 9, 4], [3, 5, 4, 0, 0], [3, 0, 4, 0, 0]]
+    assert lengths.tolist() == [5, 3, 3]
+
+
+@pytest.mark.parametrize("vocabulary", ["tokenizer", "cache"])
+def test_a_transformer_reads_its_pieces_between_the_teachers_special_tokens_which_weigh_nothing(small_cache, tmp_path, vocabulary):
+    _train(small_cache, tmp_path / "s", student="transformer", init="seed", token_weights="mean", vocabulary=vocabulary, epochs=1)
+    student = load_student(tmp_path / "s")
+    tokenizer, config = student.tokenizer, student.model.config
+    row = (lambda i: i) if student.lookup is None else (lambda i: int(student.lookup[i]))
+    assert (vocabulary == "cache") == (student.lookup is not None)
+    assert (config.start_id, config.end_id) == (row(tokenizer.cls_token_id), row(tokenizer.sep_token_id))
+    # by hand: the saved Hugging Face model over [CLS] pieces [SEP] as the tokenizer makes them, the pieces' mean
+    model = AutoModel.from_pretrained(str(tmp_path / "s")).eval()
+    texts = SENTENCES[:5]
+    expected = []
+    for text in texts:
+        encoded = tokenizer(text, return_special_tokens_mask=True)
+        ids = torch.tensor([[row(i) for i in encoded["input_ids"]]])
+        assert ids[0, 0] == config.start_id and ids[0, -1] == config.end_id
+        with torch.no_grad():
+            states = model(input_ids=ids).last_hidden_state[0]
+        expected.append(states[torch.tensor(encoded["special_tokens_mask"]) == 0].mean(dim=0).numpy())
+    vectors = student.encode(texts)
+    expected = np.stack(expected)
+    cosines = (vectors * expected).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosines.min() > 0.9999
+    _train(small_cache, tmp_path / "plain", student="transformer", init="seed", token_weights="mean", epochs=1, special_tokens=False)
+    assert load_student(tmp_path / "plain").model.config.start_id == -1
+    assert np.abs(load_student(tmp_path / "plain").encode(texts) - vectors).max() > 1e-3
+
+
+def test_special_tokens_are_refused_for_a_tokenizer_that_adds_no_start_and_end(small_cache):
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = hf_local.load_tokenizer(open_cache(small_cache).student_tokenizer_dir)
+    assert loop_module._bracket_rows(TrainConfig(cache="c", output=Path("o"), special_tokens=True), tokenizer, None) == {
+        "start_id": tokenizer.cls_token_id, "end_id": tokenizer.sep_token_id}
+    assert loop_module._bracket_rows(TrainConfig(cache="c", output=Path("o"), special_tokens=False), tokenizer, None) == {}
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single="$A", special_tokens=[])
+    with pytest.raises(ConfigError, match="puts 0 special token.*--no-special-tokens"):
+        loop_module._bracket_rows(TrainConfig(cache="c", output=Path("o"), special_tokens=True), tokenizer, None)
 
 
 def test_a_smaller_embedding_starts_from_the_pca_of_the_token_vectors():

@@ -271,6 +271,13 @@ def test_a_student_json_with_unknown_or_mistyped_fields_is_a_clear_error(world, 
         load_student(student)
 
 
+def test_a_student_json_with_special_tokens_outside_its_table_is_refused(world, tmp_path):
+    student = _student(world, "transformer", tmp_path)
+    _edit_json(student / "distilcache_student.json", lambda i: i["student"].update(end_id=10**6))
+    with pytest.raises(StudentError, match="start_id and end_id must both be token ids"):
+        load_student(student)
+
+
 def test_a_student_file_named_outside_its_directory_is_refused(world, tmp_path):
     student = _student(world, "bilstm", tmp_path)
     (tmp_path / "secret.txt").write_text("secret")

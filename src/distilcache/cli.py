@@ -271,6 +271,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention-pooling", action=argparse.BooleanOptionalAction, default=default("attention_pooling"),
                    help="learn a per-token score that reweights those weights (softmax of log weight + score); "
                         "default: on for a BiLSTM, off for a transformer")
+    p.add_argument("--special-tokens", action=argparse.BooleanOptionalAction, default=default("special_tokens"),
+                   help="read each text's pieces between the tokenizer's start and end tokens ([CLS] ... [SEP]), as the teacher "
+                        "read them; they weigh 0 in pooling (default: on for a transformer, off for a BiLSTM)")
     p.add_argument("--epochs", type=int, default=default("epochs"))
     p.add_argument("--batch-size", type=int, default=default("batch_size"))
     p.add_argument("--lr", type=float, default=default("lr"),

@@ -29,6 +29,10 @@ class StudentConfig:
     max_positions: int = 512  # transformer only
     dropout: float = 0.1
     attention_pooling: bool = False  # learn a per-token score that reweights the given (IDF) weights
+    # the table rows of the pieces the encoder reads before and after the text's pieces, as the teacher read
+    # them ([CLS] and [SEP], or <s> and </s>); they weigh 0 in pooling. -1: none (the pieces alone)
+    start_id: int = -1
+    end_id: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +57,13 @@ class StudentConfig:
                 raise ValueError(f"{name} must be between 1 and {_MAX_SIZE}, got {getattr(config, name)}")
         if not 0 <= config.pad_id < config.vocab_size or not 0 <= config.dropout < 1:
             raise ValueError(f"pad_id must be a token id and dropout in [0, 1), got {config.pad_id} and {config.dropout}")
+        if (config.start_id < 0) != (config.end_id < 0) or not -1 <= min(config.start_id, config.end_id) <= max(config.start_id, config.end_id) < config.vocab_size:
+            raise ValueError(f"start_id and end_id must both be token ids or both -1, got {config.start_id} and {config.end_id}")
         return config
+
+    @property
+    def brackets(self) -> bool:
+        return self.start_id >= 0
 
 
 @dataclass
@@ -146,7 +156,10 @@ class StudentModel(nn.Module):
             nn.init.zeros_(self.attention.bias)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(token_ids, lengths).float()
+        if self.config.brackets:  # the encoder reads start + pieces + end; the states kept are the pieces' own
+            states = self.encoder(*bracket(token_ids, lengths, self.config))[:, 1:token_ids.shape[1] + 1].float()
+        else:
+            states = self.encoder(token_ids, lengths).float()
         if self.attention is not None:
             weights = self.attend(states, weights)
         pooled = torch.einsum("btd,bt->bd", states, weights)
@@ -159,3 +172,11 @@ class StudentModel(nn.Module):
         scores = self.attention(states).squeeze(-1).float().masked_fill(weights <= 0, -1e4)
         scaled = weights * (scores - scores.max(dim=1, keepdim=True).values).exp()
         return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def bracket(token_ids: torch.Tensor, lengths: torch.Tensor, config: StudentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's pieces between the start and end pieces, padded: (ids, lengths), two positions longer."""
+    pad = torch.full_like(token_ids[:, :1], config.pad_id)
+    ids = torch.cat([torch.full_like(pad, config.start_id), token_ids, pad], dim=1)
+    positions = torch.arange(ids.shape[1], device=ids.device)[None, :]
+    return torch.where(positions == lengths[:, None] + 1, torch.full_like(ids, config.end_id), ids), lengths + 2

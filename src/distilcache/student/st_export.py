@@ -4,7 +4,7 @@
 Two layouts:
 - plain: sentence-transformers' own modules (Transformer, mean Pooling, a Dense for the projection),
   loadable where distilcache is not installed. Only a transformer student that pools with uniform
-  weights and no learned attention fits: its tokens are the text's pieces without special tokens
+  weights, no learned attention and no special tokens (train --no-special-tokens) fits: its tokens are the text's pieces without special tokens
   (the tokenizer is called with add_special_tokens=False), and a table of the cache's pieces is
   spread back over the whole tokenizer (a piece the table lacks gets the unknown piece's row).
 - distilcache: one DistilcacheStudent module (student/st_module.py) over a copy of the student
@@ -66,6 +66,8 @@ def not_plain_reason(student: Student) -> str | None:
         return "it pools with IDF weights"
     if student.model.attention is not None:
         return "it pools with learned attention"
+    if student.model.config.brackets:  # sentence-transformers' mean pooling would average [CLS] and [SEP] in
+        return "it reads special tokens that weigh 0 in pooling (train with --no-special-tokens for a plain layout)"
     return None
 
 

@@ -50,6 +50,10 @@ class TrainConfig:
     # learn per-token scores that reweight those weights; default: on for a bilstm (benchmarks/ablation.py
     # measures it), off for a transformer (not measured)
     attention_pooling: bool | None = None
+    # read each row's pieces between the tokenizer's start and end tokens ([CLS] ... [SEP]), as the teacher read
+    # them (they weigh 0 in pooling); default: on for a transformer (benchmarks/generalisation.py measures it), off
+    # for a bilstm (not measured)
+    special_tokens: bool | None = None
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = None  # default: DEFAULT_LR by student and start
@@ -132,8 +136,9 @@ class TrainConfig:
         sizes, and attention pooling."""
         bilstm = self.student == "bilstm"
         attention = bilstm if self.attention_pooling is None else self.attention_pooling
+        specials = not bilstm if self.special_tokens is None else self.special_tokens
         sizes = {k: max(1, int(f * teacher_dim)) for k, f in PRESETS[self.preset].items() if getattr(self, k) is None} if bilstm else {}
-        return replace(self, attention_pooling=attention, **sizes)
+        return replace(self, attention_pooling=attention, special_tokens=specials, **sizes)
 
     @staticmethod
     def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +146,8 @@ class TrainConfig:
         renamed = {"pooling": "token_weights"}  # it named the student's token weights, not the teacher's pooling
         # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
         before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
-                  "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0, "dev_sts": (), "select": "fidelity"}
+                  "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0, "dev_sts": (), "select": "fidelity",
+                  "special_tokens": False}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:

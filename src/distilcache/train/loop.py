@@ -84,24 +84,35 @@ def _load_token_vectors(cache: Cache, table_ids: np.ndarray, unk_id: int | None)
     return start
 
 
+def _bracket_rows(config: TrainConfig, tokenizer: Any, lookup: np.ndarray | None) -> dict[str, int]:
+    """The student's start_id and end_id under --special-tokens: the table rows of the two tokens the tokenizer
+    puts around a text ([CLS] and [SEP], <s> and </s>); empty without the option."""
+    if not config.special_tokens:
+        return {}
+    around = tokenizer("", add_special_tokens=True)["input_ids"]
+    if len(around) != 2:
+        raise ConfigError(f"--special-tokens: the cache's tokenizer puts {len(around)} special token(s) around a text, "
+                          "not a start and an end; train with --no-special-tokens")
+    start, end = (int(token if lookup is None else lookup[token]) for token in around)
+    return {"start_id": start, "end_id": end}
+
+
 def _build_student(config: TrainConfig, init: str, cache: Cache, table_ids: np.ndarray, pad_row: int,
-                   unk_id: int | None) -> StudentModel:
+                   unk_id: int | None, brackets: dict[str, int]) -> StudentModel:
     dim, max_length, vocab_size = cache.dim, cache.pooling["max_length"], len(table_ids)
+    common = {"dropout": config.dropout, "attention_pooling": config.attention_pooling, **brackets}
     if init == "seed":
         seed = seed_config(cache.seed_dir)
         student = StudentConfig("transformer", vocab_size, dim, pad_row, seed.hidden_size, seed.num_hidden_layers,
-                                num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, dropout=config.dropout,
-                                attention_pooling=config.attention_pooling)
+                                num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, **common)
         return build_student(student, seed_dir=cache.seed_dir, table_ids=table_ids, unk_id=unk_id)
     if config.student == "transformer":
         return build_student(StudentConfig("transformer", vocab_size, dim, pad_row, config.hidden or 256, config.layers or 2,
-                                           num_heads=config.heads, max_positions=max(max_length, 8), dropout=config.dropout,
-                                           attention_pooling=config.attention_pooling))
+                                           num_heads=config.heads, max_positions=max(max_length, 8), **common))
     vectors = _load_token_vectors(cache, table_ids, unk_id) if init == "token-vectors" else None
     embedding_dim = config.embedding_dim or (vectors.shape[1] if vectors is not None else 256)
     student = StudentConfig("bilstm", vocab_size, dim, pad_row, config.hidden, config.layers or 1,
-                            embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, dropout=config.dropout,
-                            attention_pooling=config.attention_pooling)
+                            embedding_dim=embedding_dim, concat_embeddings=config.concat_embeddings, **common)
     return build_student(student, token_vectors=vectors)
 
 
@@ -248,6 +259,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     table_ids = _table_ids(config, tokenizer, scan, pad_id)
     lookup = None if table_ids is None else reading_lookup(table_ids, len(tokenizer), tokenizer.unk_token_id, fallback_row=0)
     pad_row = pad_id if lookup is None else int(lookup[pad_id])
+    brackets = _bracket_rows(config, tokenizer, lookup)
     if table_ids is not None:
         log.info("embedding table: the %d pieces the cache uses of the tokenizer's %d", len(table_ids), len(tokenizer))
 
@@ -266,7 +278,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
 
     torch.manual_seed(config.seed)
     whole = np.arange(len(tokenizer)) if table_ids is None else table_ids
-    model = _build_student(config, init, cache, whole, pad_row, tokenizer.unk_token_id).to(device)
+    model = _build_student(config, init, cache, whole, pad_row, tokenizer.unk_token_id, brackets).to(device)
     student_config = model.config
     lr = config.lr or DEFAULT_LR["seed" if init == "seed" else config.student]
     anchored = config.embedding_anchor > 0 and config.embedding_lr_scale > 0  # a frozen embedding stays put anyway
