@@ -64,6 +64,11 @@ STUDENTS = {
     "bilstm-out-of-domain-mean-augment-2-replace": ("cache-out-of-domain-mean-augment-2-replace", ["--epochs", "2"]),
     "transformer-seeded-out-of-domain": ("cache-out-of-domain-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
     "transformer-seeded-out-of-domain-mean": ("cache-out-of-domain-mean-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
+    "transformer-seeded-out-of-domain-no-special-tokens": ("cache-out-of-domain-seed", ["--student", "transformer", "--epochs", str(ST_EPOCHS),
+                                                                                         "--no-special-tokens"]),
+    "transformer-seeded-out-of-domain-mean-no-special-tokens": ("cache-out-of-domain-mean-seed", ["--student", "transformer", "--epochs",
+                                                                                                   str(ST_EPOCHS), "--no-special-tokens"]),
+    "bilstm-out-of-domain-special-tokens": ("cache-out-of-domain", ["--epochs", "4", "--special-tokens"]),
 }
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4

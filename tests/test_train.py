@@ -331,8 +331,6 @@ def test_the_int8_backend_quantises_the_lstm_and_stays_close_to_fp32(small_cache
 
 
 def test_pad_rows_pads_and_reads_an_empty_row_as_one_pad_token():
-    from distilcache.student.model import StudentConfig, bracket, pad_rows
-
     token_ids, weights = np.array([7, 8, 9, 5]), np.array([0.25, 0.75, 1.0, 1.0], dtype=np.float32)
     batch = pad_rows(token_ids, weights, starts=np.array([0, 2, 3]), counts=np.array([2, 0, 1]), pad_id=0)
     assert batch.token_ids.tolist() == [[7, 8], [0, 0], [5, 0]]

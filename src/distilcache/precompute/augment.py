@@ -9,6 +9,7 @@ What a variant is depends only on the seed, the row's id, k and the teacher's vo
 engine, partition and resume makes the same. Rows with a target (parallel text) get no variants: the
 two sides could not be cut alike."""
 
+import functools
 import random
 import re
 from collections.abc import Iterable, Iterator
@@ -120,13 +121,18 @@ def augmenter_for(config: PrecomputeConfig) -> Augmenter | None:
     """The run's augmenter (None without --augment); the replacement words come from the teacher's tokenizer."""
     if config.augment == 0:
         return None
-    words = {"cjk": [], "ascii": [], "other": []}
-    if "word_replacement" in config.augment_operations:
-        from distilcache.teacher.model import load_tokenizer  # transformers: only when words are replaced
-
-        tokenizer = load_tokenizer(config.teacher)
-        words = replacement_words(tokenizer.get_vocab(), tokenizer.all_special_tokens)
+    words = _teacher_words(str(config.teacher)) if "word_replacement" in config.augment_operations else {"cjk": [], "ascii": [], "other": []}
     return Augmenter(config.augment, config.augment_seed, tuple(config.augment_operations), words)
+
+
+@functools.lru_cache(maxsize=2)
+def _teacher_words(teacher: str) -> dict[str, list[str]]:
+    """The teacher vocabulary's replacement words, read once per run (the plan, the read pass and the teacher
+    pass each build the augmenter)."""
+    from distilcache.teacher.model import load_tokenizer  # transformers: only when words are replaced
+
+    tokenizer = load_tokenizer(teacher)
+    return replacement_words(tokenizer.get_vocab(), tokenizer.all_special_tokens)
 
 
 @dataclass(frozen=True)
