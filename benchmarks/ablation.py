@@ -23,9 +23,8 @@ import torch
 from distilcache.cache_format import open_cache
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import student_eval_model
-from report import DATA, _unique, command_block, run, train_once, wordnet_sentences
+from report import DATA, _unique, command_block, run, train_once, wordnet_sentences, write_result
 
-HERE = Path(__file__).resolve().parent
 
 # variants name the LSTM size: B-E trained when the default was teacher dim / 2 (192 here). A-M and O use
 # the recipe before attention pooling and the faster-learning embedding became the default (variant P)
@@ -111,10 +110,7 @@ def main() -> None:
         dev, test = (result["sts"][k]["spearman"] for k in ("stsb-en/dev", "stsb-en/test"))
         lines.append(f"| {name} | {dev:.1f} | {test:.1f} | {result['fidelity']:.3f} | {result['recall@10']:.3f} | {result['parameters'] / 1e6:.1f}M |")
     lines += ["", "Commands:", "", *command_block(commands, "benchmarks/ablation.py", parser.get_default("workdir")), ""]
-    out = HERE / "results" / "ABLATION.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("ABLATION.md", lines)
 
 
 if __name__ == "__main__":

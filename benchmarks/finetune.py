@@ -23,7 +23,7 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, HERE, command, command_block, run, train_once
+from report import DATA, command, command_block, run, train_once, write_result
 
 SETTINGS = {  # language: (distilled students, the cache of the first, the similarity set's folder in ../shared/data)
     "English": ([Path("/tmp/distilcache-ablation/matryoshka-0")], Path("/tmp/distilcache-ablation/cache"), "stsb-en"),
@@ -100,10 +100,7 @@ def main() -> None:
     lines.insert(1, f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; CoSENT on the gold scores, "
                     f"{args.epochs} epochs, best epoch on dev; run in {(time.time() - started) / 60:.0f} min.\n")
     lines += ["Commands:", "", *command_block(commands, "benchmarks/finetune.py", args.workdir), ""]
-    out = HERE / "results" / "FINETUNE.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("FINETUNE.md", lines)
 
 
 if __name__ == "__main__":

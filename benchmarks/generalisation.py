@@ -34,9 +34,8 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, _unique, command, command_block, run, start, train_once, wordnet_sentences
+from report import DATA, _unique, command, command_block, run, start, train_once, wordnet_sentences, write_result
 
-HERE = Path(__file__).resolve().parent
 OUT_OF_DOMAIN_WORDNET = 40_536  # the in-domain corpus's 30,000 WordNet rows plus its 10,536 STS-B rows
 SETS = ["stsb-en/dev", "stsb-en/test"]
 ST_EPOCHS = 1  # the seeded transformer and the sentence-transformers recipe, on the same text
@@ -181,10 +180,7 @@ def main() -> None:
             lines.append(f"| {model.name} | {name} | {opened.num_rows:,} | {summary['train_rows'] * summary['epochs_run']:,} | "
                          f"{minutes:.1f} | {scores} | {result['fidelity']:.3f} |")
     lines += ["", "Commands:", "", *command_block(commands, "benchmarks/generalisation.py", parser.get_default("workdir")), ""]
-    out = HERE / "results" / "GENERALISATION.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("GENERALISATION.md", lines)
 
 
 if __name__ == "__main__":

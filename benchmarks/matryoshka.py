@@ -26,7 +26,7 @@ from distilcache.evaluate.encoders import EvalModel, TeacherEncoder
 from distilcache.precompute import PoolingConfig
 from distilcache.student import load_student
 from distilcache.weighting import IdfTable
-from report import DATA, HERE, command_block, run, train_once
+from report import DATA, command_block, run, train_once, write_result
 
 DIMS = (64, 128, 256)
 SETS = ["stsb-en/dev", "stsb-en/test"]
@@ -90,10 +90,7 @@ def main() -> None:
             cells += [f"{scores[f'{name} @ {k}'][s]:.1f} ({100 * scores[f'{name} @ {k}'][s] / top:.1f}%)" for k in DIMS] + [f"{top:.1f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Commands:", "", *command_block(commands, "benchmarks/matryoshka.py", parser.get_default("workdir")), ""]
-    out = HERE / "results" / "MATRYOSHKA.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("MATRYOSHKA.md", lines)
 
 
 if __name__ == "__main__":

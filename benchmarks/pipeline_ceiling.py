@@ -30,7 +30,7 @@ from distilcache.inputs import InputSpec, Record, iter_corpus
 from distilcache.precompute import PoolingConfig, PrecomputeConfig, precompute
 from distilcache.precompute.idf_pass import compute_idf, idf_in_processes
 from distilcache.precompute.preparation import Preparation, record_windows
-from report import DATA, HERE, wordnet_sentences
+from report import DATA, wordnet_sentences, write_result
 
 
 def null_teacher(workdir: Path) -> Path:
@@ -136,9 +136,7 @@ def main() -> None:
              f"transformers {transformers.__version__}; {len(records):,} mixed zh/en rows, the null teacher is all-MiniLM-L6-v2 "
              "with 0 layers; `.venv/bin/python benchmarks/pipeline_ceiling.py`", "",
              "| part | rows/s | note |", "|---|---|---|", *[f"| {part} | {r} | {note} |" for part, r, note in table], ""]
-    out = HERE / "results" / "PIPELINE_CEILING.md"
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("PIPELINE_CEILING.md", lines)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,14 @@ def shown(path: Path, workdir: Path) -> str:
     return shlex.quote(str(path))
 
 
+def write_result(name: str, lines: list[str]) -> None:
+    """Write lines as benchmarks/results/<name> and print them."""
+    out = HERE / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
 def command(argv: list[str | Path], workdir: Path) -> str:
     """`distilcache argv` as a report prints it: Path arguments through shown, the rest shell-quoted."""
     return " ".join(["distilcache", *(shown(a, workdir) if isinstance(a, Path) else shlex.quote(a) for a in argv)])

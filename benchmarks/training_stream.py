@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from pipeline_ceiling import corpus, null_teacher
-from report import HERE
+from report import write_result
 
 from distilcache.cache_format import open_cache
 from distilcache.cache_format.layout import MANIFEST_FILE, shard_name
@@ -191,8 +191,7 @@ def main() -> None:
              "batches (no student), each in a process of its own:", "",
              "| --shuffle-buffer rows | MiB at the start | after the scan | after the epoch |", "|---|---|---|---|",
              *[f"| {b['buffer']:,} | {b['start_mib']:,.0f} | {b['scan_mib']:,.0f} | {b['epoch_mib']:,.0f} |" for b in buffers], ""]
-    (HERE / "results" / "TRAINING_STREAM.md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_result("TRAINING_STREAM.md", lines)
 
 
 if __name__ == "__main__":
