@@ -112,6 +112,8 @@ def main() -> None:
         "bilstm": ["--epochs", str(args.bilstm_epochs)],
         "bilstm-fast": ["--preset", "fast", "--epochs", str(args.bilstm_epochs)],
         "transformer-2l-seed": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs)],
+        "transformer-2l-seed-no-special-tokens": ["--student", "transformer", "--init", "seed", "--epochs", str(args.transformer_epochs),
+                                                  "--no-special-tokens"],
     }
     for name, options in students.items():
         train_once(["--cache", cache, *options], args.workdir / f"{name}-{args.pooling}", args.workdir, commands)

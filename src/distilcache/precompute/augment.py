@@ -121,7 +121,8 @@ def augmenter_for(config: PrecomputeConfig) -> Augmenter | None:
     """The run's augmenter (None without --augment); the replacement words come from the teacher's tokenizer."""
     if config.augment == 0:
         return None
-    words = _teacher_words(str(config.teacher)) if "word_replacement" in config.augment_operations else {"cjk": [], "ascii": [], "other": []}
+    replacing = "word_replacement" in config.augment_operations
+    words = _teacher_words(str(config.teacher)) if replacing else {"cjk": [], "ascii": [], "other": []}
     return Augmenter(config.augment, config.augment_seed, tuple(config.augment_operations), words)
 
 

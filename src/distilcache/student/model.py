@@ -57,7 +57,8 @@ class StudentConfig:
                 raise ValueError(f"{name} must be between 1 and {_MAX_SIZE}, got {getattr(config, name)}")
         if not 0 <= config.pad_id < config.vocab_size or not 0 <= config.dropout < 1:
             raise ValueError(f"pad_id must be a token id and dropout in [0, 1), got {config.pad_id} and {config.dropout}")
-        if (config.start_id < 0) != (config.end_id < 0) or not -1 <= min(config.start_id, config.end_id) <= max(config.start_id, config.end_id) < config.vocab_size:
+        ends = (config.start_id, config.end_id)
+        if (ends[0] < 0) != (ends[1] < 0) or not -1 <= min(ends) <= max(ends) < config.vocab_size:
             raise ValueError(f"start_id and end_id must both be token ids or both -1, got {config.start_id} and {config.end_id}")
         return config
 

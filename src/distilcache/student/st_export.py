@@ -4,9 +4,10 @@
 Two layouts:
 - plain: sentence-transformers' own modules (Transformer, mean Pooling, a Dense for the projection),
   loadable where distilcache is not installed. Only a transformer student that pools with uniform
-  weights, no learned attention and no special tokens (train --no-special-tokens) fits: its tokens are the text's pieces without special tokens
-  (the tokenizer is called with add_special_tokens=False), and a table of the cache's pieces is
-  spread back over the whole tokenizer (a piece the table lacks gets the unknown piece's row).
+  weights, no learned attention and no special tokens (train --no-special-tokens) fits: its tokens are
+  the text's pieces without special tokens (the tokenizer is called with add_special_tokens=False), and
+  a table of the cache's pieces is spread back over the whole tokenizer (a piece the table lacks gets
+  the unknown piece's row).
 - distilcache: one DistilcacheStudent module (student/st_module.py) over a copy of the student
   directory; any student, loaded with `trust_remote_code=True` (that imports the installed class).
 """

@@ -133,7 +133,7 @@ class TrainConfig:
 
     def with_defaults(self, teacher_dim: int) -> "TrainConfig":
         """The per-student defaults filled in where this config leaves them unset: the preset's BiLSTM
-        sizes, and attention pooling."""
+        sizes, attention pooling and special tokens."""
         bilstm = self.student == "bilstm"
         attention = bilstm if self.attention_pooling is None else self.attention_pooling
         specials = not bilstm if self.special_tokens is None else self.special_tokens
