@@ -166,7 +166,8 @@ def _write(args: argparse.Namespace, results: list[dict], sizes: dict[str, int],
         f"{seconds / 60:.0f} minutes in all",
         "",
         f"Cache: {cache.num_rows:,} rows ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}), pooling {args.pooling} "
-        f"with the teacher prefix {PREFIX!r}; no sentence of an evaluation set.",
+        f"with the teacher prefix {PREFIX!r}; no sentence of an evaluation set. At most {args.max_pairs:,} pairs per set "
+        f"(`--max-pairs`: LCQMC test has 12,500).",
         "",
         "| model | Chinese mean (5 sets) | gap to the teacher | unseen sources (LCQMC, PAWS-X) | gap | speed-up |",
         "|---|---|---|---|---|---|",
