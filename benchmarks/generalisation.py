@@ -68,6 +68,8 @@ STUDENTS = {
     "transformer-seeded-out-of-domain-mean-no-special-tokens": ("cache-out-of-domain-mean-seed", ["--student", "transformer", "--epochs",
                                                                                                    str(ST_EPOCHS), "--no-special-tokens"]),
     "bilstm-out-of-domain-special-tokens": ("cache-out-of-domain", ["--epochs", "4", "--special-tokens"]),
+    "bilstm-out-of-domain-token-weights-mean": ("cache-out-of-domain", ["--epochs", "4", "--token-weights", "mean"]),
+    "bilstm-out-of-domain-dropout-0.3": ("cache-out-of-domain", ["--epochs", "4", "--dropout", "0.3"]),
 }
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4
