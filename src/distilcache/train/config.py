@@ -51,8 +51,8 @@ class TrainConfig:
     # measures it), off for a transformer (not measured)
     attention_pooling: bool | None = None
     # read each row's pieces between the tokenizer's start and end tokens ([CLS] ... [SEP]), as the teacher read
-    # them (they weigh 0 in pooling); default: on for a transformer (benchmarks/generalisation.py measures it), off
-    # for a bilstm (not measured)
+    # them (they weigh 0 in pooling); default: on for a transformer, off for a bilstm (two more tokens a row for no
+    # gain there; benchmarks/generalisation.py measures both)
     special_tokens: bool | None = None
     epochs: int = 10
     batch_size: int = 128
