@@ -290,10 +290,10 @@ def test_rows_sharing_a_teacher_input_share_its_vector_but_keep_their_own_studen
 def test_worker_processes_write_the_same_cache_byte_for_byte(teacher_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(idf_pass, "BYTES_PER_WORKER", 1)  # a worker per byte: this small corpus gets the IDF workers too
     corpus = write_lines(tmp_path / "corpus.txt", recombined_sentences(260, seed=5) + CORPUS + ZH)  # ZH twice: repeats
-    options = {"shard_size": 100, "sort_window": 30, "batch_size": 8}
+    options = {"shard_size": 100, "sort_window": 30, "batch_size": 8, "token_states": 4}  # the states cross processes too
     one = precompute(_config(teacher_dir, [corpus], tmp_path / "one", workers=1, **options))
     two = precompute(_config(teacher_dir, [corpus], tmp_path / "two", workers=2, **options))
-    for key in ("fingerprint", "idf", "shards", "stats", "total_rows"):
+    for key in ("fingerprint", "idf", "shards", "stats", "total_rows", "token_states"):
         assert one[key] == two[key], key  # shards and idf.parquet by sha256
     assert (one["run"]["preparing_workers"], two["run"]["preparing_workers"]) == (1, 2)
     assert two["stats"]["teacher_inputs"] == two["total_rows"] - len(ZH)

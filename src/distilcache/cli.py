@@ -99,6 +99,9 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
                              "the rest evenly between), to seed transformer students")
     parser.add_argument("--no-token-vectors", dest="token_vectors", action="store_false",
                         help="do not store the teacher's static vector of every vocabulary token (students start from them)")
+    parser.add_argument("--token-states", type=int, default=_default(PrecomputeConfig, "token_states"), metavar="K",
+                        help="also store the teacher's state at every student token, projected onto its K principal "
+                             "components in float16 (for train --token-loss); 0, the default: none")
     parser.add_argument("--student-vocab", choices=STUDENT_VOCABS, default=_default(PrecomputeConfig, "student_vocab"),
                         help="the students' tokens: the teacher's, or the teacher's plus one per CJK character it reads as [UNK] "
                              "(auto, the default: teacher+cjk with --target-field)")
@@ -292,6 +295,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--similarity-weight", type=float, default=default("similarity_weight"),
                    help="add this times the in-batch similarity-matrix loss (KL of softmax over cosines)")
     p.add_argument("--temperature", type=float, default=default("temperature"), help="temperature of the similarity-matrix loss")
+    p.add_argument("--token-loss", type=float, default=default("token_loss"),
+                   help="add this times the token-state loss: each token's output against the teacher's state there, in the "
+                        "cache's principal components (a cache made with precompute --token-states K); default %(default)s: off")
     p.add_argument("--matryoshka-dims", type=_dims, default=default("matryoshka_dims"),
                    help="e.g. 64,128,256: train the first k dimensions of the vectors to work on their own "
                         "(encode --dim k); each adds the similarity-matrix loss of the student's first k dimensions")

@@ -27,6 +27,9 @@ def dataset_card(manifest: dict[str, Any], name: str) -> str:
     augment_line = (f"\n\nAfter each row without a target come {augment['copies']} variants of its text "
                     f"({', '.join(augment.get('operations', []))}; ids `{augment.get('ids')}`), encoded by the teacher like any row."
                     if augment else "")
+    states = manifest.get("token_states")
+    states_line = (f" `token_states`: the teacher's state at each of `token_ids`, as its {states['dim']} principal components "
+                   f"(`{states['file']}`) in float16, or null where the teacher read another text." if states else "")
     return f"""---
 configs:
 - config_name: default
@@ -66,7 +69,7 @@ small student encoders as often as wanted without running the teacher again.
 
 `id` (string, unique), `text` (what students read), `target_text` (what the teacher encoded
 instead of `text`, or null), `token_ids` and `weights` (the students' tokens of `text` and their
-pooling weights, summing to 1), `truncated`, `vector` (fixed-size list of {vector['dim']} {vector['dtype']}).
+pooling weights, summing to 1), `truncated`, `vector` (fixed-size list of {vector['dim']} {vector['dtype']}).{states_line}
 
 ## Load it
 

@@ -12,6 +12,7 @@ STUDENT_TOKENIZER_DIR = "student_tokenizer"  # only when the student needs token
 SHARDS_DIR = "shards"
 SEED_DIR = "seed"  # only with --export-seed-layers: the teacher's embeddings and K layers
 TOKEN_VECTORS_FILE = "token_vectors.parquet"
+TOKEN_PROJECTION_FILE = "token_projection.parquet"  # only with --token-states: the projection of the token_states column
 CARD_FILE = "README.md"  # the dataset card
 LOCK_FILE = ".lock"  # partitions lock ".lock-partition-I", merging ".lock-merge"
 TMP_PREFIX = ".tmp-"
@@ -20,7 +21,7 @@ PARTITIONS_DIR = "partitions"  # partition I's partial manifest: partitions/part
 
 # every name precompute writes at the top of a cache (besides the lock and temp files)
 CACHE_NAMES = (MANIFEST_FILE, PLAN_FILE, IDF_FILE, REJECTED_FILE, TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SHARDS_DIR,
-               SEED_DIR, TOKEN_VECTORS_FILE, CARD_FILE, PARTITIONS_DIR)
+               SEED_DIR, TOKEN_VECTORS_FILE, TOKEN_PROJECTION_FILE, CARD_FILE, PARTITIONS_DIR)
 
 
 def shard_name(index: int) -> str:

@@ -58,6 +58,11 @@ def check_fields(manifest: dict[str, Any], path: Path) -> None:
     dim, dtype = manifest["vector"].get("dim"), manifest["vector"].get("dtype")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= 1 << 16 or dtype not in ("float16", "float32"):
         raise CacheError(f"{path}: field 'vector' must hold a dim in 1..65536 and a dtype float16 or float32, got {manifest['vector']}")
+    states = manifest.get("token_states")
+    if states is not None and not (isinstance(states, dict) and _positive_int(states.get("dim")) and states["dim"] <= dim
+                                   and isinstance(states.get("file"), str) and isinstance(states.get("sha256"), str)):
+        raise CacheError(f"{path}: field 'token_states' must be null or an object with a file, a sha256 and a dim in 1..{dim}, "
+                         f"got {states!r}")
     for index, entry in enumerate(manifest["shards"]):
         if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in _SHARD_FIELDS.items()):
             raise CacheError(f"{path}: shards[{index}] must be an object with a file, rows and sha256")
@@ -69,9 +74,10 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     upgraded = dict(record)
     upgraded.setdefault("student_vocab", "teacher")  # before --student-vocab: the teacher's tokens
     upgraded.setdefault("export_token_vectors", bool(record.get("token_vectors")))  # then only the entry said so
+    upgraded.setdefault("export_token_states", 0)
     # before the plan named it, only a manifest's run did; a plan of then says nothing (None: not recorded)
     upgraded.setdefault("precision", (record.get("run") or {}).get("precision"))
-    for section in ("student_tokenizer", "seed", "token_vectors", "card", "augment"):  # what older caches never held
+    for section in ("student_tokenizer", "seed", "token_vectors", "card", "augment", "token_states"):  # what older caches never held
         upgraded.setdefault(section, None)
     if isinstance(record.get("pooling"), dict):  # before --prefix, the teacher read the text as it was
         upgraded["pooling"] = {"prefix": ""} | record["pooling"]

@@ -113,6 +113,18 @@ class Cache:
         return self._inside(entry["file"], "token_vectors.file") if entry else None
 
     @property
+    def token_states(self) -> int:
+        """k when the rows hold the teacher's token states in k dimensions (precompute --token-states), else 0."""
+        entry = self.manifest.get("token_states")
+        return entry["dim"] if entry else 0
+
+    @property
+    def token_projection_path(self) -> Path | None:
+        """The projection of the token states (cache_format/token_states.py), or None."""
+        entry = self.manifest.get("token_states")
+        return self._inside(entry["file"], "token_states.file") if entry else None
+
+    @property
     def idf_path(self) -> Path | None:
         """The IDF table (IDF pooling only), or None."""
         entry = self.manifest["idf"]

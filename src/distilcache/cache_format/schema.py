@@ -3,11 +3,11 @@ import pyarrow as pa
 VECTOR_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 
 
-def shard_schema(dim: int, dtype: str) -> pa.Schema:
-    """Arrow schema of every shard row (cache-format v1)."""
+def shard_schema(dim: int, dtype: str, token_states: int = 0) -> pa.Schema:
+    """Arrow schema of every shard row (cache-format v1); with token_states = k > 0, the optional last column."""
     if dtype not in VECTOR_DTYPES:
         raise ValueError(f"vector dtype must be one of {sorted(VECTOR_DTYPES)}, got {dtype!r}")
-    return pa.schema(
+    schema = pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
             pa.field("text", pa.string(), nullable=False),
@@ -22,6 +22,12 @@ def shard_schema(dim: int, dtype: str) -> pa.Schema:
             pa.field("vector", pa.list_(VECTOR_DTYPES[dtype], dim), nullable=False),
         ]
     )
+    if not token_states:
+        return schema
+    # precompute --token-states k: the teacher's state at each of token_ids' positions, projected onto the k
+    # principal components of token_projection.parquet; null where the teacher did not read token_ids (a row
+    # with a target text)
+    return schema.append(pa.field("token_states", pa.list_(pa.list_(pa.float16(), token_states)), nullable=True))
 
 
 IDF_SCHEMA = pa.schema(

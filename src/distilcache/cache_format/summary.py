@@ -48,4 +48,8 @@ def describe(cache: Cache) -> str:
     if manifest.get("augment"):
         augment = manifest["augment"]
         lines.append(f"augment      {augment['copies']} variants after each row (seed {augment.get('seed')}; ids {augment.get('ids')})")
+    if manifest.get("token_states"):
+        states = manifest["token_states"]
+        lines.append(f"token states {states['dim']} principal components ({states['file']}), float16, for "
+                     f"{states.get('rows_with_states')} rows, {states.get('bytes_per_row')} bytes/row")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from distilcache.cache_format.schema import shard_schema
 # sections whose files live in a folder of their own: {"dir": ..., "files": {"<dir>/<name>": sha256}}
 DIR_SECTIONS = ("tokenizer", "student_tokenizer", "seed")
 # sections naming one file: {"file": ..., "sha256": ...}
-FILE_SECTIONS = ("idf", "rejected", "card", "token_vectors")
+FILE_SECTIONS = ("idf", "rejected", "card", "token_vectors", "token_states")
 
 
 def named_files(manifest: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -90,13 +90,38 @@ def _check_shard(cache_dir: Path, entry: dict[str, Any], manifest: dict[str, Any
     problems = []
     if parquet.metadata.num_rows != entry["rows"]:
         problems.append(Problem(name, f"has {parquet.metadata.num_rows} rows, manifest says {entry['rows']}"))
-    expected = shard_schema(manifest["vector"]["dim"], manifest["vector"]["dtype"])
+    expected = shard_schema(manifest["vector"]["dim"], manifest["vector"]["dtype"], _states_dim(manifest))
     actual = parquet.schema_arrow
     if "target_text" not in actual.names and may_lack_target_text(manifest):
         expected = expected.remove(expected.get_field_index("target_text"))
     if [(f.name, f.type) for f in actual] != [(f.name, f.type) for f in expected]:
         problems.append(Problem(name, f"schema differs from cache-format v1: {actual} != {expected}"))
     return problems
+
+
+def _states_dim(manifest: dict[str, Any]) -> int:
+    return manifest["token_states"]["dim"] if manifest.get("token_states") else 0
+
+
+def _token_state_problems(cache_dir: Path, name: str) -> list[Problem]:
+    """A row's token states, when it has them, are one finite state per token of token_ids."""
+    parquet = pq.ParquetFile(cache_dir / name)
+    row = 0
+    for group in range(parquet.metadata.num_row_groups):
+        table = parquet.read_row_group(group, columns=["id", "token_ids", "token_states"])
+        states = table["token_states"].combine_chunks()
+        held = pc.is_valid(states)
+        tokens = pc.list_value_length(table["token_ids"].combine_chunks())
+        wrong = pc.and_(held, pc.not_equal(pc.list_value_length(states), tokens)).to_numpy(zero_copy_only=False)
+        if wrong.any():
+            first = int(np.flatnonzero(wrong)[0])
+            return [Problem(name, f"row {row + first} (id {table['id'][first].as_py()!r}) has "
+                                  f"{pc.list_value_length(states)[first].as_py()} token states for {tokens[first].as_py()} tokens")]
+        values = states.filter(held).flatten().flatten().to_numpy(zero_copy_only=False)
+        if not np.isfinite(values).all():
+            return [Problem(name, f"row group {group} holds non-finite token states (NaN or infinity)")]
+        row += len(table)
+    return []
 
 
 def _nonfinite_vectors(cache_dir: Path, name: str) -> list[Problem]:
@@ -167,6 +192,8 @@ def _check_rows(cache_dir: Path, manifest: dict[str, Any]) -> list[Problem]:
     seen: set[str] = set()
     for entry in manifest["shards"]:
         if problems := _nonfinite_vectors(cache_dir, entry["file"]):
+            return problems
+        if _states_dim(manifest) and (problems := _token_state_problems(cache_dir, entry["file"])):
             return problems
         ids = pq.read_table(cache_dir / entry["file"], columns=["id"])["id"]
         for value in ids.to_pylist():

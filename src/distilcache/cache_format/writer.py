@@ -18,9 +18,9 @@ from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import CACHE_NAMES, LOCK_FILE, PARTITIONS_DIR, SHARDS_DIR, TMP_PREFIX, shard_name
 
 ROW_GROUP_ROWS = 8192  # small enough to stream, large enough for zstd to work well
-# float vectors barely compress and a dictionary of float16 values never overflows, so zstd and a dictionary
+# float vectors (and token states) barely compress and a dictionary of float16 values never overflows, so zstd and a dictionary
 # made them the slowest column to read (benchmarks/training_stream.py): stored plain
-PLAIN_COLUMNS = ("vector",)
+PLAIN_COLUMNS = ("vector", "token_states")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -57,10 +57,12 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _leaf_path(field: pa.Field) -> str:
-    """The Parquet column a field's values are stored in (a list's under <name>.list.element: pyarrow's default
-    compliant nesting), which is what per-column options name."""
-    is_list = pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type)
-    return f"{field.name}.list.element" if is_list else field.name
+    """The Parquet column a field's values are stored in (a list's under <name>.list.element, a list of lists' under
+    <name>.list.element.list.element: pyarrow's default compliant nesting), which is what per-column options name."""
+    path, kind = field.name, field.type
+    while pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
+        path, kind = f"{path}.list.element", kind.value_type
+    return path
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:

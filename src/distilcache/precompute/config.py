@@ -41,6 +41,9 @@ class PrecomputeConfig:
     teacher_name: str | None = None  # how manifests name the teacher; defaults to its directory's name
     export_seed_layers: int = 0  # store the teacher's embeddings + K of its layers (first, last, evenly between) for students
     token_vectors: bool = True  # store the teacher's output for every vocabulary token alone, for students
+    # store the teacher's state at every student token, projected onto its k principal components (float16), for a
+    # token-level loss in training; 0: none. The projection is fitted on the first sort window the teacher reads
+    token_states: int = 0
     num_partitions: int = 1  # for job arrays: this run computes only the shards k with k % num_partitions == partition
     partition: int = 0
     student_vocab: str = "auto"  # teacher | teacher+cjk (CJK characters the teacher lacks get their own tokens)
@@ -67,6 +70,11 @@ class PrecomputeConfig:
         for name in ("batch_size", "shard_size", "ray_workers", "sort_window", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.token_states < 0:
+            raise ConfigError(f"--token-states must be >= 0, got {self.token_states}")
+        if self.token_states and (self.partitioned or self.engine == "ray"):
+            raise ConfigError("--token-states fits its projection in the one process that runs the teacher; it does not combine "
+                              "with --num-partitions or --engine ray")
         if self.augment < 0:
             raise ConfigError(f"--augment must be >= 0, got {self.augment}")
         unknown = sorted(set(self.augment_operations) - set(AUGMENT_OPERATIONS))

@@ -14,13 +14,15 @@ import pyarrow.parquet as pq
 from distilcache.cache_format import LOCK_FILE, MANIFEST_FILE, PLAN_FILE, CacheError, CacheLock, read_manifest, write_json_atomic
 from distilcache.cache_format.card import dataset_card
 from distilcache.cache_format.hashing import sha256_file
-from distilcache.cache_format.layout import CARD_FILE, TOKEN_VECTORS_FILE
+from distilcache.cache_format.layout import CARD_FILE, TOKEN_PROJECTION_FILE, TOKEN_VECTORS_FILE
 from distilcache.cache_format.manifest import read_json
 from distilcache.cache_format.remote import Remote, is_remote
+from distilcache.cache_format.token_states import read_projection
 from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
 from distilcache.precompute.partitions import PARTITIONS_DIR, read_partials
 from distilcache.precompute.seed import seed_entry
 from distilcache.precompute.shards import completed_shards, expected_rows
+from distilcache.precompute.token_states import METHOD as TOKEN_STATES_METHOD
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 
 
@@ -40,6 +42,7 @@ def finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[st
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
+        "token_states": _token_states_entry(out, plan, shards) if plan.get("export_token_states") else None,
         "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens", "teacher_inputs")},
         "run": run_info,
     }
@@ -62,6 +65,27 @@ def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
     return {"file": TOKEN_VECTORS_FILE, "sha256": sha256_file(out / TOKEN_VECTORS_FILE), "rows": len(token_ids),
             "coverage": "all" if every else "used", "dim": plan["vector"]["dim"], "dtype": plan["vector"]["dtype"],
             "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
+
+
+def _token_states_entry(out: Path, plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """The projection file, and what the token_states column holds and costs (its stored bytes per row)."""
+    k = plan["export_token_states"]
+    projection = read_projection(out / TOKEN_PROJECTION_FILE, plan["vector"]["dim"], k)
+    rows = column_bytes = 0
+    for entry in shards:
+        parquet = pq.ParquetFile(out / entry["file"])
+        rows += entry["rows"] - parquet.read(columns=["token_states"])["token_states"].null_count
+        metadata = parquet.metadata
+        for group in range(metadata.num_row_groups):
+            for index in range(metadata.num_columns):
+                chunk = metadata.row_group(group).column(index)
+                if chunk.path_in_schema.startswith("token_states."):
+                    column_bytes += chunk.total_compressed_size
+    total = sum(entry["rows"] for entry in shards)
+    return {"file": TOKEN_PROJECTION_FILE, "sha256": sha256_file(out / TOKEN_PROJECTION_FILE), "dim": k, "dtype": "float16",
+            "layer": plan["pooling"]["layer"], "method": TOKEN_STATES_METHOD, "fit_tokens": projection.fit_tokens,
+            "explained_variance": round(projection.explained, 6), "rows_with_states": rows,
+            "bytes_per_row": round(column_bytes / total, 1) if total else 0.0}
 
 
 def merge_partitions(out: Path | str) -> dict[str, Any]:

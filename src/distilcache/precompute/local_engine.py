@@ -18,6 +18,7 @@ from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.preparation import prepared_windows, record_windows
 from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
+from distilcache.precompute.token_states import StateCollector, row_states, token_projection
 from distilcache.teacher.model import load_model, pooled_vectors
 from distilcache.teacher.prepare import PreparedRow
 from distilcache.weighting import IdfTable
@@ -50,8 +51,14 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
     log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
              len(todo), workers)
 
-    def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray) -> None:
-        write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype))
+    projection = None
+    if config.token_states:
+        first = prepared_windows(record_windows(config, plan, todo), preparation, 1)
+        projection = token_projection(config, plan, out, model, first, done, device, precision)
+        first.close()
+
+    def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray, states: list[np.ndarray | None] | None) -> None:
+        write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype, states, config.token_states))
         if config.push:
             config.push()
 
@@ -62,23 +69,27 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
             ThreadPoolExecutor(1, thread_name_prefix="distilcache-write") as writer:
         shard_rows: list[PreparedRow] = []
         shard_vectors: list[np.ndarray] = []
+        shard_states: list[np.ndarray | None] = []
         sources: list[int] = []
         writing: Future[None] | None = None
         windows = prepared_windows(record_windows(config, plan, todo), preparation, workers)
         for window in prefetch(windows, depth=4):  # reading and handing out windows overlap the teacher
+            collector = StateCollector(projection, window.rows, device) if projection is not None else None
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
-                                     config.pooling.normalize, on_batch=bar.update)
+                                     config.pooling.normalize, on_batch=bar.update, on_states=collector)
             bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
             shard_rows += window.rows
             shard_vectors.append(vectors)
+            shard_states += collector.states if collector is not None else []
             sources += window.piece.sources
             if window.piece.last:
                 vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
+                states = row_states(shard_rows, shard_states, sources, config.token_states) if projection is not None else None
                 if writing is not None:
                     writing.result()
-                writing = writer.submit(store, window.piece.shard, shard_rows, vectors)
+                writing = writer.submit(store, window.piece.shard, shard_rows, vectors, states)
                 rows_done += len(shard_rows)
-                shard_rows, shard_vectors, sources = [], [], []
+                shard_rows, shard_vectors, shard_states, sources = [], [], [], []
         if writing is not None:
             writing.result()
     seconds = time.perf_counter() - started

@@ -30,7 +30,15 @@ from distilcache.cache_format import (
 )
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file, sha256_json
-from distilcache.cache_format.layout import CACHE_NAMES, CARD_FILE, FORMAT_NAME, SEED_DIR, TMP_PREFIX, TOKEN_VECTORS_FILE
+from distilcache.cache_format.layout import (
+    CACHE_NAMES,
+    CARD_FILE,
+    FORMAT_NAME,
+    SEED_DIR,
+    TMP_PREFIX,
+    TOKEN_PROJECTION_FILE,
+    TOKEN_VECTORS_FILE,
+)
 from distilcache.cache_format.manifest import check_format, read_json, upgrade
 from distilcache.cache_format.paths import symlinks_under
 from distilcache.cache_format.split import is_variant_id
@@ -66,6 +74,8 @@ def request_for(config: PrecomputeConfig, idf_source: dict[str, Any], precision:
                           f"(0 is the embeddings, {layers} or -1 the last layer)")
     if config.export_seed_layers:
         seed_layer_indices(teacher["num_layers"], config.export_seed_layers)  # fail before any work
+    if config.token_states > (teacher["hidden_size"] or 0):
+        raise ConfigError(f"--token-states {config.token_states} exceeds the teacher's hidden size {teacher['hidden_size']}")
     return {
         "teacher": teacher,
         "pooling": vars(config.pooling).copy(),
@@ -78,6 +88,7 @@ def request_for(config: PrecomputeConfig, idf_source: dict[str, Any], precision:
         "on_duplicate_id": "keep-first" if config.keep_first_duplicate else "error",
         "export_seed_layers": config.export_seed_layers,
         "export_token_vectors": config.token_vectors,
+        "export_token_states": config.token_states,
         "student_vocab": _student_vocab(config),
         "augment": None if augmenter is None else augmenter.describe(),
     }
@@ -139,6 +150,7 @@ def _fingerprint(request: dict[str, Any], idf: IdfTable | None, added_tokens: li
             "idf": idf.content_sha256() if idf is not None else None,
             "student_added_tokens": sha256_json(added_tokens) if added_tokens else None,
         }
+        | ({"token_states": request["export_token_states"]} if request["export_token_states"] else {})  # older caches: absent
     )
 
 
@@ -174,7 +186,7 @@ def clear_unplanned(out: Path) -> None:
     if shards.exists() and any(shards.iterdir()):
         raise CacheError(f"{out} holds shards but no distilcache plan or manifest; refusing to write into it: "
                          "choose an empty or new --output directory")
-    for name in (IDF_FILE, REJECTED_FILE, TOKEN_VECTORS_FILE, CARD_FILE):
+    for name in (IDF_FILE, REJECTED_FILE, TOKEN_VECTORS_FILE, TOKEN_PROJECTION_FILE, CARD_FILE):
         (out / name).unlink(missing_ok=True)
     for name in (TOKENIZER_DIR, STUDENT_TOKENIZER_DIR, SEED_DIR, PARTITIONS_DIR):
         shutil.rmtree(out / name, ignore_errors=True)

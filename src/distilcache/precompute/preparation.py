@@ -81,9 +81,10 @@ class Preparation:
     idf: IdfTable | None
     pooling: PoolingConfig
     batch_size: int
+    token_states: bool = False  # find where each row's tokens sit in the teacher's input
 
     def rows(self, piece: RecordWindow) -> list[PreparedRow]:
-        return prepare_rows(piece.records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer)
+        return prepare_rows(piece.records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer, self.token_states)
 
     def batches(self, piece: RecordWindow, rows: list[PreparedRow]) -> list[Batch]:
         return list(length_sorted_batches(rows, self.batch_size, self.tokenizer.pad_token_id or 0, piece.computed))
@@ -130,7 +131,7 @@ def _prepare_in_worker(piece: RecordWindow) -> list[np.ndarray]:
 
 # A window's rows cross back as a few flat arrays (the main process has the records' ids and texts):
 # unpickling thousands of small row objects would cost the main process more than preparing them.
-_RAGGED = ("input_ids", "token_ids", "weights", "position_weights")
+_RAGGED = ("input_ids", "token_ids", "weights", "position_weights", "state_positions")
 
 
 def _pack(rows: list[PreparedRow]) -> list[np.ndarray]:
@@ -148,5 +149,5 @@ def _unpack(piece: RecordWindow, packed: list[np.ndarray]) -> list[PreparedRow]:
         ragged[name] = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
     return [PreparedRow(id=r.id, text=r.text, target_text=r.target_text, input_ids=ragged["input_ids"][i].tolist(),
                         token_ids=ragged["token_ids"][i], weights=ragged["weights"][i], position_weights=ragged["position_weights"][i],
-                        truncated=bool(truncated[i]))
+                        truncated=bool(truncated[i]), state_positions=ragged["state_positions"][i].astype(np.int64))
             for i, r in enumerate(piece.records)]

@@ -52,7 +52,9 @@ def completed_shards(out: Path, plan: dict[str, Any]) -> set[int]:
     return done
 
 
-def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: str) -> pa.Table:
+def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: str, states: list[np.ndarray | None] | None = None,
+                states_dim: int = 0) -> pa.Table:
+    """A shard's rows; with states (precompute --token-states), each row's (tokens, states_dim) token states or None."""
     stored = vectors.astype(dtype)
     bad = np.flatnonzero(~np.isfinite(stored).all(axis=1))
     if len(bad):
@@ -63,6 +65,7 @@ def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: s
         values = np.concatenate(arrays) if arrays else np.zeros(0)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
 
+    columns = {} if states is None else {"token_states": _states_column(rows, states, states_dim)}
     return pa.table(
         {
             "id": pa.array([r.id for r in rows], pa.string()),
@@ -72,9 +75,21 @@ def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: s
             "weights": ragged([r.weights for r in rows], pa.float32()),
             "truncated": pa.array([r.truncated for r in rows], pa.bool_()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), dim),
-        },
-        schema=shard_schema(dim, dtype),
+        }
+        | columns,
+        schema=shard_schema(dim, dtype, states_dim if states is not None else 0),
     )
+
+
+def _states_column(rows: list[PreparedRow], states: list[np.ndarray | None], k: int) -> pa.Array:
+    present = [s for s in states if s is not None]
+    values = np.concatenate(present) if present else np.zeros((0, k), dtype=np.float16)
+    if not np.isfinite(values).all():
+        bad = [rows[i].id for i, s in enumerate(states) if s is not None and not np.isfinite(s).all()]
+        raise ConfigError(f"token states overflow float16 for ids {bad[:5]}")
+    offsets = np.concatenate(([0], np.cumsum([0 if s is None else len(s) for s in states]))).astype(np.int32)
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float16).reshape(-1)), k)
+    return pa.ListArray.from_arrays(pa.array(offsets), inner, mask=pa.array([s is None for s in states]))
 
 
 def shards_to_do(config: PrecomputeConfig, plan: dict[str, Any], out: Path) -> tuple[set[int], set[int]]:
@@ -135,4 +150,5 @@ def _export_token_vectors(model: Any, config: PrecomputeConfig, plan: dict[str, 
 
 def preparation_for(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> Preparation:
     student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
-    return Preparation(load_tokenizer(out / TOKENIZER_DIR), student_tokenizer, idf, config.pooling, config.batch_size)
+    return Preparation(load_tokenizer(out / TOKENIZER_DIR), student_tokenizer, idf, config.pooling, config.batch_size,
+                       token_states=config.token_states > 0)

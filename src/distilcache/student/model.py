@@ -157,14 +157,23 @@ class StudentModel(nn.Module):
             nn.init.zeros_(self.attention.bias)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.token_states(token_ids, lengths), weights)
+
+    def token_states(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The encoder's state at each of the pieces (batch, tokens, encoder dim), float32."""
         if self.config.brackets:  # the encoder reads start + pieces + end; the states kept are the pieces' own
-            states = self.encoder(*bracket(token_ids, lengths, self.config))[:, 1:token_ids.shape[1] + 1].float()
-        else:
-            states = self.encoder(token_ids, lengths).float()
+            return self.encoder(*bracket(token_ids, lengths, self.config))[:, 1:token_ids.shape[1] + 1].float()
+        return self.encoder(token_ids, lengths).float()
+
+    def pool(self, states: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The sentence vectors (batch, output dim) of token_states."""
         if self.attention is not None:
             weights = self.attend(states, weights)
-        pooled = torch.einsum("btd,bt->bd", states, weights)
-        return self.projection(pooled) if self.projection is not None else pooled
+        return self.project(torch.einsum("btd,bt->bd", states, weights))
+
+    def project(self, states: torch.Tensor) -> torch.Tensor:
+        """States (..., encoder dim) in the teacher's space (..., output dim); per token, what pooling sums."""
+        return self.projection(states) if self.projection is not None else states
 
     def attend(self, states: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """softmax(log weights + score(state)): the IDF weights as a prior the learned scores reweight.

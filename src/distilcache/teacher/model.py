@@ -74,16 +74,20 @@ def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer
 
 
 def pooled_vectors(model: torch.nn.Module, batches: Iterable[Batch], num_rows: int, device: torch.device, precision: str,
-                   layer: int, normalize: bool, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                   layer: int, normalize: bool, on_batch: Callable[[int], None] | None = None,
+                   on_states: Callable[[Batch, torch.Tensor], None] | None = None) -> np.ndarray:
     """The teacher's pooled sentence vectors (num_rows, hidden) of prepared rows, in row order; call
-    under torch.inference_mode(). on_batch gets each batch's size (progress bars). A row in no batch
-    (a repeated input, filled in later) reads zeros."""
+    under torch.inference_mode(). on_batch gets each batch's size (progress bars), on_states each batch
+    with its token states (batch, tokens, hidden). A row in no batch (a repeated input, filled in later)
+    reads zeros."""
     vectors = np.zeros((num_rows, model.config.hidden_size), dtype=np.float32)
     for batch in batches:
         inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
                   "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
         with autocast(device, precision):
             hidden = forward_layer(model, inputs, layer)
+        if on_states is not None:
+            on_states(batch, hidden)
         vectors[batch.rows] = pool(hidden, batch.weights.to(device, non_blocking=True), normalize).cpu().numpy()
         if on_batch is not None:
             on_batch(len(batch.rows))

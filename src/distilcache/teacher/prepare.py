@@ -15,6 +15,7 @@ from distilcache.inputs import Record
 from distilcache.teacher.config import PoolingConfig
 from distilcache.teacher.pooling import position_weights
 from distilcache.weighting import IdfTable, weighted_tokens
+from distilcache.weighting.tokens import WeightedTokens
 
 
 @dataclass
@@ -27,6 +28,9 @@ class PreparedRow:
     weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
     position_weights: np.ndarray  # float32 pooling weights aligned with input_ids
     truncated: bool  # the teacher's input or the student's tokens were cut to max_length
+    # int64 positions in input_ids of token_ids, when the teacher read exactly those tokens (no target text, the
+    # same pieces after any prefix); else empty. Only computed when asked for (token states)
+    state_positions: np.ndarray
 
 
 @dataclass
@@ -39,11 +43,12 @@ class Batch:
 
 def prepare_rows(
     records: list[Record], tokenizer: PreTrainedTokenizerBase, pooling: PoolingConfig, idf: IdfTable | None,
-    student_tokenizer: PreTrainedTokenizerBase | None = None,
+    student_tokenizer: PreTrainedTokenizerBase | None = None, align: bool = False,
 ) -> list[PreparedRow]:
     """Teacher inputs from the prefix and each record's target (or text) through the teacher's tokenizer;
     student tokens from its text alone through student_tokenizer (None: the teacher's, and one
-    tokenisation serves both sides of a row without a target or prefix)."""
+    tokenisation serves both sides of a row without a target or prefix). align: find each row's
+    state_positions."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
     weight_idf = idf if pooling.mode == "idf" else None
     teacher = weighted_tokens([pooling.prefix + r.teacher_text for r in records], tokenizer, pooling.max_length,
@@ -65,9 +70,24 @@ def prepare_rows(
             weights=s.weights,
             position_weights=position_weights(pooling.mode, len(t.input_ids), t.content_positions, t.weights),
             truncated=t.truncated or s.truncated,
+            state_positions=_state_positions(t, s.token_ids) if align and record.target_text is None else _NO_POSITIONS,
         )
         for record, t, s in zip(records, teacher, student)
     ]
+
+
+_NO_POSITIONS = np.zeros(0, dtype=np.int64)
+
+
+def _state_positions(teacher: WeightedTokens, token_ids: np.ndarray) -> np.ndarray:
+    """Where the student's tokens sit in the teacher's input: its last content tokens (after a prefix's), when
+    they are the same pieces; else none."""
+    count = len(token_ids)
+    if count == 0 or count > len(teacher.content_positions):
+        return _NO_POSITIONS
+    positions = teacher.content_positions[len(teacher.content_positions) - count:]
+    same = np.array_equal(np.asarray(teacher.input_ids, dtype=np.int64)[positions], token_ids)
+    return positions.astype(np.int64) if same else _NO_POSITIONS
 
 
 def length_sorted_batches(rows: list[PreparedRow], batch_size: int, pad_id: int, only: Sequence[int] | None = None) -> Iterator[Batch]:

@@ -70,6 +70,9 @@ class TrainConfig:
     mse_weight: float = 0.5  # the MSE share of loss "mix"
     similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
     temperature: float = 0.05  # of that similarity-matrix loss
+    # weight of the token-state loss: every token's output, in the cache's principal components, against the teacher's
+    # state there (train/losses.py: token_state_loss); needs a cache made with precompute --token-states
+    token_loss: float = 0.0
     # Matryoshka: vectors whose first k dimensions work on their own; for each k, the similarity-matrix loss of
     # the student's first k dimensions (re-normalised) against the teacher's full vectors, times matryoshka_weight
     matryoshka_dims: tuple[int, ...] = ()
@@ -99,7 +102,8 @@ class TrainConfig:
         numbers = {"dropout": self.dropout, "lr": self.lr, "embedding_lr_scale": self.embedding_lr_scale,
                    "embedding_anchor": self.embedding_anchor, "weight_decay": self.weight_decay, "warmup": self.warmup,
                    "grad_clip": self.grad_clip, "mse_weight": self.mse_weight, "similarity_weight": self.similarity_weight,
-                   "temperature": self.temperature, "val_fraction": self.val_fraction, "matryoshka_weight": self.matryoshka_weight}
+                   "temperature": self.temperature, "val_fraction": self.val_fraction, "matryoshka_weight": self.matryoshka_weight,
+                   "token_loss": self.token_loss}
         for name, value in numbers.items():
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
@@ -112,7 +116,8 @@ class TrainConfig:
         dims = list(self.matryoshka_dims)
         if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in dims) or dims != sorted(set(dims)):
             raise ConfigError(f"--matryoshka-dims must be increasing positive integers, got {','.join(map(str, dims))}")
-        for name in ("embedding_lr_scale", "embedding_anchor", "weight_decay", "grad_clip", "similarity_weight", "matryoshka_weight"):
+        for name in ("embedding_lr_scale", "embedding_anchor", "weight_decay", "grad_clip", "similarity_weight", "matryoshka_weight",
+                     "token_loss"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
@@ -147,7 +152,7 @@ class TrainConfig:
         # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
         before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
                   "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0, "dev_sts": (), "select": "fidelity",
-                  "special_tokens": False}
+                  "special_tokens": False, "token_loss": 0.0}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     def settings(self) -> dict[str, Any]:

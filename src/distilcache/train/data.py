@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
@@ -44,6 +45,10 @@ class CacheRows:
     token_ids: np.ndarray  # int32
     weights: np.ndarray  # float32
     vectors: np.ndarray  # (rows, dim), the cache's dtype
+    # read only for a token-state loss: (tokens, k) float16 aligned with token_ids (zeros for a row without them),
+    # and per row whether it has them
+    states: np.ndarray | None = None
+    has_states: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -57,15 +62,19 @@ class CacheRows:
         lengths = self.lengths[members]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         flat = np.repeat(self.offsets[members] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        held = self.states is not None
         return CacheRows(self.ids.take(pa.array(members, pa.int64())), offsets, self.token_ids[flat], self.weights[flat],
-                         self.vectors[members])
+                         self.vectors[members], self.states[flat] if held else None, self.has_states[members] if held else None)
 
     @staticmethod
     def concat(blocks: list["CacheRows"]) -> "CacheRows":
         starts = np.cumsum([0] + [int(b.offsets[-1]) for b in blocks])
         offsets = np.concatenate([[0]] + [b.offsets[1:] + start for b, start in zip(blocks, starts)]).astype(np.int64)
+        held = blocks[0].states is not None
         return CacheRows(pa.concat_arrays([b.ids for b in blocks]), offsets, np.concatenate([b.token_ids for b in blocks]),
-                         np.concatenate([b.weights for b in blocks]), np.concatenate([b.vectors for b in blocks]))
+                         np.concatenate([b.weights for b in blocks]), np.concatenate([b.vectors for b in blocks]),
+                         np.concatenate([b.states for b in blocks]) if held else None,
+                         np.concatenate([b.has_states for b in blocks]) if held else None)
 
 
 @dataclass(frozen=True)
@@ -96,17 +105,33 @@ def row_groups(cache: Cache) -> list[RowGroup]:
     return groups
 
 
-def read_rows(group: RowGroup, dim: int) -> CacheRows:
-    """The training columns of one row group (nothing is re-tokenised)."""
-    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=COLUMNS)
+def read_rows(group: RowGroup, dim: int, states_dim: int = 0) -> CacheRows:
+    """The training columns of one row group (nothing is re-tokenised); with states_dim, the token states too."""
+    columns = COLUMNS + (["token_states"] if states_dim else [])
+    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=columns)
     if table.num_rows != group.rows:
         raise CacheError(f"{group.path}: row group {group.index} holds {table.num_rows} rows, its metadata {group.rows}")
     offsets, token_ids = _flat_list(table["token_ids"].combine_chunks())
     weight_offsets, weights = _flat_list(table["weights"].combine_chunks())
     if not np.array_equal(offsets, weight_offsets):
         raise CacheError(f"{group.path}: row group {group.index}: token_ids and weights are not aligned")
-    return CacheRows(table["id"].combine_chunks(), offsets, token_ids.astype(np.int32), weights.astype(np.float32),
+    rows = CacheRows(table["id"].combine_chunks(), offsets, token_ids.astype(np.int32), weights.astype(np.float32),
                      vector_array(table["vector"], dim))
+    if states_dim:
+        rows.states, rows.has_states = _token_states(table["token_states"].combine_chunks(), rows.lengths, states_dim, group)
+    return rows
+
+
+def _token_states(column: pa.ListArray, lengths: np.ndarray, k: int, group: RowGroup) -> tuple[np.ndarray, np.ndarray]:
+    """The column as one (tokens, k) array aligned with token_ids (zeros for a row without states), and which rows have them."""
+    has = column.is_valid().to_numpy(zero_copy_only=False)
+    counts = pc.list_value_length(column).fill_null(0).to_numpy()
+    if not np.array_equal(counts[has], lengths[has]):
+        raise CacheError(f"{group.path}: row group {group.index}: a row's token_states and token_ids differ in length")
+    values = pc.list_flatten(column).flatten().to_numpy(zero_copy_only=False).reshape(-1, k)
+    states = np.zeros((int(lengths.sum()), k), dtype=np.float16)
+    states[np.repeat(has, lengths)] = values
+    return states, has
 
 
 @dataclass
@@ -119,6 +144,7 @@ class CacheScan:
     train_rows: int
     held_out_rows: int
     token_ids: np.ndarray  # the token ids the rows use, sorted
+    states_dim: int = 0  # k when batches carry the rows' token states (a token-state loss), else 0
 
     def members(self, group: int, held_out: bool) -> np.ndarray:
         """The positions in the group of its held-out rows, or of its training rows."""
@@ -126,7 +152,7 @@ class CacheScan:
         return np.flatnonzero(np.unpackbits(bits, count=self.groups[group].rows))
 
 
-def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
+def scan_cache(cache: Cache, val_fraction: float, vocab_size: int, token_states: bool = False) -> CacheScan:
     """Read every row group once: the id-hash held-out split, the token ids in use (each checked to be one of
     the tokenizer's), and a refusal naming the rows whose teacher vector is not finite (a NaN computed
     before the manifest was written passes every checksum)."""
@@ -153,7 +179,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int) -> CacheScan:
     if bad:
         raise CacheError(f"{cache.path}: {bad} row(s) have a non-finite teacher vector, e.g. ids {bad_ids}; "
                          "`distilcache verify` lists the first of each shard")
-    return CacheScan(groups, train, held_out, train_rows, held_out_rows, np.flatnonzero(used))
+    return CacheScan(groups, train, held_out, train_rows, held_out_rows, np.flatnonzero(used), cache.token_states if token_states else 0)
 
 
 @dataclass
@@ -162,6 +188,8 @@ class Batch:
     teacher_vectors: torch.Tensor  # in the cache's dtype: made float32 where it is used (half the bytes to a GPU)
     source_ids: pa.Array  # the ids of the buffer the rows come from
     members: np.ndarray  # the rows' positions there
+    token_states: torch.Tensor | None = None  # (batch, tokens, k) float16, aligned with inputs.token_ids
+    state_mask: torch.Tensor | None = None  # (batch, tokens) bool: the positions with a teacher state
 
     def __len__(self) -> int:
         return len(self.members)
@@ -175,7 +203,15 @@ class Batch:
 def _batch(rows: CacheRows, lengths: np.ndarray, members: np.ndarray, pad_id: int) -> Batch:
     """The batch of rows[members]; lengths: rows.lengths (computed once per buffer, not per batch)."""
     inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id)
-    return Batch(inputs, torch.from_numpy(rows.vectors[members]), rows.ids, members)
+    batch = Batch(inputs, torch.from_numpy(rows.vectors[members]), rows.ids, members)
+    if rows.states is not None:
+        counts = lengths[members]
+        inside = np.arange(inputs.token_ids.shape[1])[None, :] < counts[:, None]
+        states = np.zeros((*inside.shape, rows.states.shape[1]), dtype=np.float16)
+        states[inside] = rows.states[(rows.offsets[members][:, None] + np.arange(inside.shape[1])[None, :])[inside]]
+        batch.token_states = torch.from_numpy(states)
+        batch.state_mask = torch.from_numpy(inside & rows.has_states[members][:, None])
+    return batch
 
 
 def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -204,7 +240,7 @@ def _kept_rows(scan: CacheScan, order: np.ndarray, held_out: bool, dim: int,
                transform: Callable[[CacheRows], CacheRows]) -> Iterator[CacheRows]:
     """The training (or held-out) rows of the row groups in `order`."""
     def read(group: int) -> CacheRows:
-        rows = read_rows(scan.groups[group], dim)
+        rows = read_rows(scan.groups[group], dim, scan.states_dim)
         return transform(rows.take(scan.members(group, held_out)))
 
     return _read_ahead(order, read)

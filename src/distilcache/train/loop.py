@@ -24,6 +24,7 @@ from distilcache import hf_local
 from distilcache.cache_format import Cache, CacheError, CacheLock, open_cache
 from distilcache.cache_format.errors import ConfigError, DistilcacheError
 from distilcache.cache_format.reader import vector_array
+from distilcache.cache_format.token_states import read_projection
 from distilcache.cache_format.writer import write_atomic, write_text_atomic
 from distilcache.devices import autocast, resolve_device, resolve_precision
 from distilcache.pairs import pairs_spearman, read_sts
@@ -34,7 +35,7 @@ from distilcache.student.vocabulary import reading_lookup
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
 from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
-from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss
+from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss, token_state_loss
 from distilcache.weighting import IdfTable
 from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
@@ -182,17 +183,42 @@ def _check_finite(loss: torch.Tensor, batch: Batch, epoch: int, where: str) -> N
                             "the cache) or a diverging student (lower --lr)")
 
 
+Projection = tuple[torch.Tensor, torch.Tensor]  # the cache's token-state projection on the device: mean, components
+
+
+def _batch_loss(model: StudentModel, batch: Batch, config: TrainConfig, device: torch.device, precision: str,
+                projection: Projection | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, the student's vectors, the teacher's) of one batch; with a projection, the loss adds the token-state loss."""
+    inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
+    with autocast(device, precision):
+        states = model.token_states(inputs.token_ids, inputs.lengths)
+        predicted = model.pool(states, inputs.weights).float()
+        outputs = model.project(states) if projection is not None else None
+    loss = _loss(predicted, teacher_vectors, config)
+    if outputs is not None:
+        targets, mask = batch.token_states.to(device), batch.state_mask.to(device)
+        loss = loss + config.token_loss * token_state_loss(outputs, targets, mask, *projection)
+    return loss, predicted, teacher_vectors
+
+
+def _token_projection(config: TrainConfig, cache: Cache, device: torch.device) -> Projection | None:
+    """The cache's token-state projection under --token-loss, else None."""
+    if not config.token_loss:
+        return None
+    if not cache.token_states:
+        raise ConfigError(f"--token-loss: {cache.path} holds no token states; precompute it with --token-states K")
+    projection = read_projection(cache.token_projection_path, cache.dim, cache.token_states)
+    return torch.from_numpy(projection.mean).to(device), torch.from_numpy(projection.components).to(device)
+
+
 @torch.no_grad()
 def measure_held_out(model: StudentModel, batches: Iterator[Batch], config: TrainConfig, device: torch.device, precision: str,
-                     epoch: int) -> dict[str, float]:
+                     epoch: int, projection: Projection | None = None) -> dict[str, float]:
     """Mean loss and fidelity (mean cosine between student and teacher vectors) on the given batches."""
     model.eval()
     loss_sum, cosine_sum, count = 0.0, 0.0, 0
     for batch in batches:
-        inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
-        with autocast(device, precision):
-            predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-        loss = _loss(predicted, teacher_vectors, config)
+        loss, predicted, teacher_vectors = _batch_loss(model, batch, config, device, precision, projection)
         _check_finite(loss, batch, epoch, "held-out")
         loss_sum += loss.item() * len(teacher_vectors)
         cosine_sum += torch.nn.functional.cosine_similarity(predicted, teacher_vectors, dim=-1).sum().item()
@@ -252,7 +278,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     init = _resolve_init(config, cache)
     dev_sets = [read_sts(Path(path)) for path in config.dev_sts]  # a bad file fails before any work
 
-    scan = scan_cache(cache, config.val_fraction, len(tokenizer))
+    projection = _token_projection(config, cache, device)  # a cache without token states fails before the scan
+    scan = scan_cache(cache, config.val_fraction, len(tokenizer), token_states=projection is not None)
     if scan.train_rows == 0 or scan.held_out_rows == 0:
         raise ConfigError(f"{cache.num_rows} rows split into {scan.train_rows} train / {scan.held_out_rows} held-out: "
                           "adjust --val-fraction")
@@ -303,7 +330,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         state = {"best_score": checkpoint["state"]["best_fidelity"]} | checkpoint["state"]  # before --select: fidelity
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
-        untrained = measure_held_out(model, held_out(), config, device, precision, epoch=0)
+        untrained = measure_held_out(model, held_out(), config, device, precision, 0, projection)
         state["untrained_fidelity"] = untrained["fidelity"]
         log.info("untrained student: held-out fidelity %.4f", untrained["fidelity"])
 
@@ -335,10 +362,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=scan.train_rows, desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
             for batch in batches:
-                inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
-                with autocast(device, precision):
-                    predicted = model(inputs.token_ids, inputs.lengths, inputs.weights).float()
-                loss = _loss(predicted, teacher_vectors, config)
+                loss, _, teacher_vectors = _batch_loss(model, batch, config, device, precision, projection)
                 _check_finite(loss, batch, epoch, "training")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -352,7 +376,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                 seen += len(teacher_vectors)
                 bar.update(len(teacher_vectors))
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        measured = measure_held_out(model, held_out(), config, device, precision, epoch)
+        measured = measure_held_out(model, held_out(), config, device, precision, epoch, projection)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": measured["loss"], "val_fidelity": measured["fidelity"],
                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2), "rows_per_second": round(seen / seconds, 1)}

@@ -30,6 +30,16 @@ def similarity_matrix_loss(student: torch.Tensor, teacher: torch.Tensor, tempera
     return F.kl_div(log_probabilities(student), log_probabilities(teacher), log_target=True, reduction="batchmean")
 
 
+def token_state_loss(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
+                     components: torch.Tensor) -> torch.Tensor:
+    """Each token's output (batch, tokens, dim) in the cache's projection coordinates, (output - mean) @ components.T,
+    against the teacher's projected state there (batch, tokens, k), over the tokens where mask is true: the summed
+    squared error over the targets' summed squared norm (1 for a student that outputs the mean; 0 without tokens)."""
+    predicted = (outputs[mask].float() - mean) @ components.T
+    target = targets[mask].float()
+    return (predicted - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+
+
 def matryoshka_loss(student: torch.Tensor, teacher: torch.Tensor, dims: tuple[int, ...], temperature: float) -> torch.Tensor:
     """The teacher's vectors are not Matryoshka: each prefix of the student's (its first k dimensions,
     re-normalised) learns the teacher's full similarity structure. The mean over dims of the
