@@ -6,7 +6,7 @@ Two corpora of the same size (44,785 rows):
 - out-of-domain: 40,536 WordNet sentences and the HSK English sentences, nothing from STS-B.
 
 Each cache trains the default BiLSTM; the levers (the pooling the cache stores, teacher-side
-augmentation, the embedding anchor) are measured on the out-of-domain corpus, and so are the seeded
+augmentation, the embedding anchor, token-level targets) are measured on the out-of-domain corpus, and so are the seeded
 transformer and sentence-transformers' own distillation recipe (the real library) on the same text
 for the same epochs. Every model is compared with the teacher used the sentence-transformers way
 (mean pooling), which is what a user would run instead. Selection is on STS-B dev; test is
@@ -51,6 +51,7 @@ CACHES = {
     "cache-out-of-domain-seed": ("out", ["--export-seed-layers", "2"]),
     "cache-out-of-domain-mean-augment-2-replace": ("out", ["--pooling", "mean", "--augment", "2"]),
     "cache-out-of-domain-mean-seed": ("out", ["--pooling", "mean", "--export-seed-layers", "2"]),
+    "cache-out-of-domain-seed-token-states-64": ("out", ["--export-seed-layers", "2", "--token-states", "64"]),
 }
 # student directory: (cache directory, train options); 4 epochs as in the ablation, 2 over the cache three times larger
 STUDENTS = {
@@ -70,6 +71,10 @@ STUDENTS = {
     "bilstm-out-of-domain-special-tokens": ("cache-out-of-domain", ["--epochs", "4", "--special-tokens"]),
     "bilstm-out-of-domain-token-weights-mean": ("cache-out-of-domain", ["--epochs", "4", "--token-weights", "mean"]),
     "bilstm-out-of-domain-dropout-0.3": ("cache-out-of-domain", ["--epochs", "4", "--dropout", "0.3"]),
+    "bilstm-out-of-domain-token-loss-1": ("cache-out-of-domain-seed-token-states-64", ["--epochs", "4", "--token-loss", "1"]),
+    "bilstm-out-of-domain-token-loss-0.2": ("cache-out-of-domain-seed-token-states-64", ["--epochs", "4", "--token-loss", "0.2"]),
+    "transformer-seeded-out-of-domain-token-loss-1": ("cache-out-of-domain-seed-token-states-64",
+                                                      ["--student", "transformer", "--epochs", str(ST_EPOCHS), "--token-loss", "1"]),
 }
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4
@@ -181,6 +186,12 @@ def main() -> None:
             minutes = sum(epoch["seconds"] for epoch in summary["history"]) / 60
             lines.append(f"| {model.name} | {name} | {opened.num_rows:,} | {summary['train_rows'] * summary['epochs_run']:,} | "
                          f"{minutes:.1f} | {scores} | {result['fidelity']:.3f} |")
+    for name in CACHES:
+        states = open_cache(args.workdir / name).manifest.get("token_states")
+        if states:
+            lines += ["", f"{name}: token states in {states['dim']} principal components (fitted on {states['fit_tokens']:,} token states, "
+                          f"keeping {100 * states['explained_variance']:.1f}% of their variance) cost {states['bytes_per_row']:,.0f} bytes "
+                          f"per row, on {states['rows_with_states']:,} rows."]
     lines += ["", "Commands:", "", *command_block(commands, "benchmarks/generalisation.py", parser.get_default("workdir")), ""]
     write_result("GENERALISATION.md", lines)
 

@@ -16,6 +16,7 @@ from distilcache.cache_format import CacheError, verify_cache, write_json_atomic
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import TOKEN_PROJECTION_FILE
+from distilcache.cache_format.summary import describe
 from distilcache.cache_format.token_states import TokenProjection, read_projection
 from distilcache.inputs import InputSpec
 from distilcache.precompute import PrecomputeConfig, local_engine, precompute
@@ -92,6 +93,8 @@ def test_token_states_are_the_teachers_states_projected(states_cache):
     assert entry["fit_tokens"] > K and 0 < entry["explained_variance"] < 1 and entry["bytes_per_row"] > 0
     assert verify_cache(root / "cache") == []
     cache = open_cache(root / "cache")
+    assert f"token states {K} principal components" in describe(cache)  # distilcache inspect
+    assert "`token_states`: the teacher's state at each of `token_ids`" in (root / "cache" / "README.md").read_text()
     projection = read_projection(cache.token_projection_path, cache.dim, K)
     np.testing.assert_allclose(projection.components @ projection.components.T, np.eye(K), atol=1e-5)
     assert (np.diff(projection.variance) <= 1e-9).all()  # largest variance first
