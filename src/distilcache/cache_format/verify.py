@@ -111,12 +111,12 @@ def _token_state_problems(cache_dir: Path, name: str) -> list[Problem]:
         table = parquet.read_row_group(group, columns=["id", "token_ids", "token_states"])
         states = table["token_states"].combine_chunks()
         held = pc.is_valid(states)
-        tokens = pc.list_value_length(table["token_ids"].combine_chunks())
-        wrong = pc.and_(held, pc.not_equal(pc.list_value_length(states), tokens)).to_numpy(zero_copy_only=False)
+        counts, tokens = pc.list_value_length(states), pc.list_value_length(table["token_ids"].combine_chunks())
+        wrong = pc.and_(held, pc.not_equal(counts, tokens)).to_numpy(zero_copy_only=False)
         if wrong.any():
             first = int(np.flatnonzero(wrong)[0])
             return [Problem(name, f"row {row + first} (id {table['id'][first].as_py()!r}) has "
-                                  f"{pc.list_value_length(states)[first].as_py()} token states for {tokens[first].as_py()} tokens")]
+                                  f"{counts[first].as_py()} token states for {tokens[first].as_py()} tokens")]
         values = states.filter(held).flatten().flatten().to_numpy(zero_copy_only=False)
         if not np.isfinite(values).all():
             return [Problem(name, f"row group {group} holds non-finite token states (NaN or infinity)")]

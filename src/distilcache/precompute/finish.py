@@ -29,12 +29,17 @@ from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 def finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[str, Any]:
     shards = [shard_entry(out, index, expected_rows(plan, index)) for index in range(plan["num_shards"])]
     stats = Counter()
+    states = bool(plan.get("export_token_states"))
     for entry in shards:
-        table = pq.read_table(out / entry["file"], columns=["text", "target_text", "token_ids", "truncated"])
+        parquet = pq.ParquetFile(out / entry["file"])
+        table = parquet.read(columns=["text", "target_text", "token_ids", "truncated"] + (["token_states"] if states else []))
         stats["rows_with_target"] += len(table) - table["target_text"].null_count
         stats["teacher_inputs"] += pc.count_distinct(pc.coalesce(table["target_text"], table["text"])).as_py()  # see RecordWindow
         stats["truncated_rows"] += int(pc.sum(table["truncated"]).as_py() or 0)
         stats["rows_without_tokens"] += int(pc.sum(pc.equal(pc.list_value_length(table["token_ids"]), 0)).as_py() or 0)
+        if states:
+            stats["rows_with_token_states"] += len(table) - table["token_states"].null_count
+            stats["token_states_bytes"] += _stored_bytes(parquet.metadata, "token_states")
     manifest = {key: value for key, value in plan.items() if key != "num_shards"}
     manifest |= {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -42,7 +47,7 @@ def finish(plan: dict[str, Any], run_info: dict[str, Any], out: Path) -> dict[st
         "total_rows": sum(entry["rows"] for entry in shards),
         "seed": seed_entry(out, plan["teacher"]["num_layers"]) if plan["export_seed_layers"] else None,
         "token_vectors": _token_vectors_entry(out, plan) if plan["export_token_vectors"] else None,
-        "token_states": _token_states_entry(out, plan, shards) if plan.get("export_token_states") else None,
+        "token_states": _token_states_entry(out, plan, stats) if states else None,
         "stats": {key: stats[key] for key in ("rows_with_target", "truncated_rows", "rows_without_tokens", "teacher_inputs")},
         "run": run_info,
     }
@@ -67,25 +72,22 @@ def _token_vectors_entry(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
             "layer": plan["pooling"]["layer"], "method": TOKEN_VECTOR_METHOD}
 
 
-def _token_states_entry(out: Path, plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
+def _stored_bytes(metadata: pq.FileMetaData, column: str) -> int:
+    """The compressed bytes a column (every leaf under it) takes in a Parquet file."""
+    return sum(chunk.total_compressed_size for group in range(metadata.num_row_groups)
+               for chunk in map(metadata.row_group(group).column, range(metadata.num_columns))
+               if chunk.path_in_schema.split(".")[0] == column)
+
+
+def _token_states_entry(out: Path, plan: dict[str, Any], stats: Counter) -> dict[str, Any]:
     """The projection file, and what the token_states column holds and costs (its stored bytes per row)."""
     k = plan["export_token_states"]
     projection = read_projection(out / TOKEN_PROJECTION_FILE, plan["vector"]["dim"], k)
-    rows = column_bytes = 0
-    for entry in shards:
-        parquet = pq.ParquetFile(out / entry["file"])
-        rows += entry["rows"] - parquet.read(columns=["token_states"])["token_states"].null_count
-        metadata = parquet.metadata
-        for group in range(metadata.num_row_groups):
-            for index in range(metadata.num_columns):
-                chunk = metadata.row_group(group).column(index)
-                if chunk.path_in_schema.startswith("token_states."):
-                    column_bytes += chunk.total_compressed_size
-    total = sum(entry["rows"] for entry in shards)
+    total = plan["total_rows"]
     return {"file": TOKEN_PROJECTION_FILE, "sha256": sha256_file(out / TOKEN_PROJECTION_FILE), "dim": k, "dtype": "float16",
             "layer": plan["pooling"]["layer"], "method": TOKEN_STATES_METHOD, "fit_tokens": projection.fit_tokens,
-            "explained_variance": round(projection.explained, 6), "rows_with_states": rows,
-            "bytes_per_row": round(column_bytes / total, 1) if total else 0.0}
+            "explained_variance": round(projection.explained, 6), "rows_with_states": stats["rows_with_token_states"],
+            "bytes_per_row": round(stats["token_states_bytes"] / total, 1) if total else 0.0}
 
 
 def merge_partitions(out: Path | str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ same interface: run_teacher(config, plan, idf, out) -> run info."""
 
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from distilcache.cache_format import write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.prefetch import prefetch
-from distilcache.precompute.preparation import prepared_windows, record_windows
+from distilcache.precompute.preparation import PreparedWindow, prepared_windows, record_windows
 from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
 from distilcache.precompute.token_states import StateCollector, row_states, token_projection
 from distilcache.teacher.model import load_model, pooled_vectors
@@ -51,12 +53,6 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
     log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
              len(todo), workers)
 
-    projection = None
-    if config.token_states:
-        first = prepared_windows(record_windows(config, plan, todo), preparation, 1)
-        projection = token_projection(config, plan, out, model, first, done, device, precision)
-        first.close()
-
     def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray, states: list[np.ndarray | None] | None) -> None:
         write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype, states, config.token_states))
         if config.push:
@@ -72,8 +68,14 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
         shard_states: list[np.ndarray | None] = []
         sources: list[int] = []
         writing: Future[None] | None = None
-        windows = prepared_windows(record_windows(config, plan, todo), preparation, workers)
-        for window in prefetch(windows, depth=4):  # reading and handing out windows overlap the teacher
+        # reading and handing out windows overlap the teacher
+        windows: Iterator[PreparedWindow] = prefetch(prepared_windows(record_windows(config, plan, todo), preparation, workers), depth=4)
+        projection = None
+        if config.token_states:  # read back, or fitted on the first window, which is then computed like the others
+            first = next(windows)
+            projection = token_projection(config, plan, out, model, first, done, device, precision)
+            windows = chain([first], windows)
+        for window in windows:
             collector = StateCollector(projection, window.rows, device) if projection is not None else None
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
                                      config.pooling.normalize, on_batch=bar.update, on_states=collector)

@@ -4,7 +4,6 @@ shard and a resumed run use the same one; then each window's states are projecte
 them. cache_format/token_states.py holds the file format."""
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,21 +103,18 @@ def row_states(rows: list[PreparedRow], computed: list[np.ndarray | None], sourc
     return states
 
 
-def token_projection(config: PrecomputeConfig, plan: dict[str, Any], out: Path, model: torch.nn.Module, first: Iterator[PreparedWindow],
+def token_projection(config: PrecomputeConfig, plan: dict[str, Any], out: Path, model: torch.nn.Module, first: PreparedWindow,
                      done: set[int], device: torch.device, precision: str) -> TokenProjection:
-    """The cache's projection: the one saved by an earlier run, or fitted on the first of the windows `first`
-    and saved. A cache with shards but no projection cannot get one that fits them."""
+    """The cache's projection: the one saved by an earlier run, or fitted on the run's first window and saved.
+    A cache with shards but no projection cannot get one that fits them."""
     path, dim, k = out / TOKEN_PROJECTION_FILE, plan["vector"]["dim"], config.token_states
     if path.exists():
         return read_projection(path, dim, k)
     if done:
         raise CacheError(f"{out} holds shards but no {TOKEN_PROJECTION_FILE} for their token states; delete {out} and rerun")
-    window = next(first, None)
-    if window is None:
-        raise ConfigError("--token-states: no row to fit the projection on")
-    fit = ProjectionFit(window.rows, dim)
+    fit = ProjectionFit(first.rows, dim)
     with torch.inference_mode():
-        pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer, config.pooling.normalize,
+        pooled_vectors(model, first.batches, len(first.rows), device, precision, config.pooling.layer, config.pooling.normalize,
                        on_states=fit)
     projection = fit.projection(k)
     write_parquet_atomic(projection.to_table(), path)

@@ -77,14 +77,20 @@ class PaddedBatch:
         return PaddedBatch(*(t.to(device, non_blocking=True) for t in (self.token_ids, self.lengths, self.weights)))
 
 
+def padded_positions(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where rows of counts[i] values from starts[i] sit when padded to the longest (at least one position):
+    (inside, taken): inside[i, t] says position t holds a value, taken the flat indices of those values in order."""
+    positions = np.arange(max(int(counts.max(initial=0)), 1))
+    inside = positions[None, :] < counts[:, None]
+    return inside, (starts[:, None] + positions[None, :])[inside]
+
+
 def pad_rows(token_ids: np.ndarray, weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, pad_id: int) -> PaddedBatch:
     """Row i is token_ids[starts[i] : starts[i] + counts[i]] (weights alike), padded with pad_id.
     A row without tokens is read as one pad token of weight 1, so it still gets a finite vector."""
     starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
     lengths = np.maximum(counts, 1)
-    positions = np.arange(lengths.max(initial=1))
-    inside = positions[None, :] < counts[:, None]
-    taken = (starts[:, None] + positions[None, :])[inside]
+    inside, taken = padded_positions(starts, counts)
     padded_ids = np.full(inside.shape, pad_id, dtype=np.int64)
     padded_ids[inside] = token_ids[taken]
     padded_weights = np.zeros(inside.shape, dtype=np.float32)

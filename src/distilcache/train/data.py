@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from distilcache.cache_format import Cache, CacheError
 from distilcache.cache_format.reader import vector_array
 from distilcache.cache_format.split import split_masks
-from distilcache.student.model import PaddedBatch, pad_rows
+from distilcache.student.model import PaddedBatch, pad_rows, padded_positions
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together: little padding, still shuffled
 READ_THREADS = 2  # threads decoding row groups while the student trains
@@ -204,11 +204,10 @@ def _batch(rows: CacheRows, lengths: np.ndarray, members: np.ndarray, pad_id: in
     """The batch of rows[members]; lengths: rows.lengths (computed once per buffer, not per batch)."""
     inputs = pad_rows(rows.token_ids, rows.weights, rows.offsets[members], lengths[members], pad_id)
     batch = Batch(inputs, torch.from_numpy(rows.vectors[members]), rows.ids, members)
-    if rows.states is not None:
-        counts = lengths[members]
-        inside = np.arange(inputs.token_ids.shape[1])[None, :] < counts[:, None]
+    if rows.states is not None:  # padded as pad_rows pads the tokens
+        inside, taken = padded_positions(rows.offsets[members], lengths[members])
         states = np.zeros((*inside.shape, rows.states.shape[1]), dtype=np.float16)
-        states[inside] = rows.states[(rows.offsets[members][:, None] + np.arange(inside.shape[1])[None, :])[inside]]
+        states[inside] = rows.states[taken]
         batch.token_states = torch.from_numpy(states)
         batch.state_mask = torch.from_numpy(inside & rows.has_states[members][:, None])
     return batch
