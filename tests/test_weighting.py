@@ -86,6 +86,28 @@ def test_segment_is_exactly_jieba(text):
     assert segment(text) == jieba.lcut(text, cut_all=False, HMM=True)
 
 
+# Han runs: dictionary words, characters the HMM joins or splits (常在她: jieba's HMM keeps three words where jieba-rs's
+# own HMM breaks the tie the other way), rare characters outside the dictionary, and the Latin letters some words hold
+_HAN_TEXT = st.lists(st.sampled_from(["我", "们", "常", "在", "她", "常在她", "常在我", "的", "后", "廊", "上", "抓", "青豆", "爸家", "聚会",
+                                      "中", "出", "了", "一个", "叛徒", "研究生", "命", "起源", "乒乓球", "拍卖", "完了",
+                                      "龘", "靐", "齉", "T恤", "卡拉OK", "A股", "c", "AA", "x", "1"]), max_size=24).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_HAN_TEXT)
+def test_segment_of_chinese_runs_is_exactly_jieba(text):
+    # pure Han pieces take their dictionary route from jieba-rs (loaded with jieba's own dictionary and total) and
+    # their unknown runs from jieba's HMM; other pieces with no dictionary character skip the route
+    assert segment(text) == jieba.lcut(text, cut_all=False, HMM=True)
+
+
+def test_segment_of_real_chinese_sentences_is_exactly_jieba():
+    hsk = pytest.importorskip("hsk_sentences_audio")
+    texts = [row["chinese"] for row in hsk.load_sentences()]
+    assert len(texts) > 4000
+    assert [segment(text) for text in texts] == [jieba.lcut(text, cut_all=False, HMM=True) for text in texts]
+
+
 def test_char_weights_follow_the_table_as_it_grows():
     table = IdfTable.from_texts(["我爱北京", "你好"])
     before = char_weights("北京", table, smoothing=0.0)

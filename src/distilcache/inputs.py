@@ -6,7 +6,9 @@ rows in = rows out + rejections, always.
 
 import codecs
 import csv
+import functools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -59,7 +61,11 @@ class InputSpec:
             raise InputError(f"{self.path}: a .txt input has no fields; targets need .jsonl, .csv, .tsv or .parquet")
 
     def row_id(self, row_number: int) -> str:
-        return f"{self.path.stem}:{row_number}"
+        return f"{self._stem}:{row_number}"
+
+    @functools.cached_property
+    def _stem(self) -> str:  # asked once per row
+        return self.path.stem
 
     def describe(self) -> dict[str, Any]:
         """The settings that decide how this file becomes rows (recorded in the manifest)."""
@@ -113,9 +119,12 @@ class Rejection:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogates(text: str) -> bool:
     """Lone surrogates: undecodable bytes (surrogateescape) or bad JSON escapes."""
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    return _SURROGATE.search(text) is not None
 
 
 def _check_text(spec: InputSpec, row: int, row_id: str, text: Any) -> Record | Rejection:

@@ -175,7 +175,7 @@ class StudentModel(nn.Module):
         """The sentence vectors (batch, output dim) of token_states."""
         if self.attention is not None:
             weights = self.attend(states, weights)
-        return self.project(torch.einsum("btd,bt->bd", states, weights))
+        return self.project(torch.bmm(weights.unsqueeze(1), states).squeeze(1))  # einsum would copy the states first
 
     def project(self, states: torch.Tensor) -> torch.Tensor:
         """States (..., encoder dim) in the teacher's space (..., output dim); per token, what pooling sums."""

@@ -4,6 +4,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable
+from itertools import chain, repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,12 @@ class IdfTable:
         return idf_value(0, self.num_documents)
 
     def idf(self, word: str) -> float:
+        return self._idf_values().get(word, self.unknown_idf)
+
+    def _idf_values(self) -> dict[str, float]:
         if not self._idf:
             self._idf = {w: idf_value(n, self.num_documents) for w, n in self.df.items()}
-        return self._idf.get(word, self.unknown_idf)
+        return self._idf
 
     def char_idf(self, text: str) -> list[float]:
         """One value per character of `text`: idf(w) / len(w) for the jieba word w it belongs to.
@@ -71,7 +75,9 @@ class IdfTable:
         for piece in pieces(text):
             piece_values = self._piece_idf.get(piece)
             if piece_values is None:
-                piece_values = tuple(self.idf(word) / len(word) for word in segment_piece(piece) for _ in word)
+                idf, unknown = self._idf_values(), self.unknown_idf
+                piece_values = tuple(chain.from_iterable(repeat(idf.get(word, unknown) / len(word), len(word))
+                                                         for word in segment_piece(piece)))
                 if len(piece_values) != len(piece):
                     raise ValueError(f"segmentation does not cover the piece {piece!r} of {text[:80]!r}")
                 if len(self._piece_idf) >= _MEMO_LIMIT:
