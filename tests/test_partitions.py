@@ -11,6 +11,7 @@ from distilcache import open_cache, verify_cache
 from distilcache.cache_format import CacheError
 from distilcache.cli import main
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+from distilcache.precompute import idf_pass
 from distilcache.precompute.idf_pass import compute_idf
 from distilcache.precompute.finish import merge_partitions
 from distilcache.weighting import IdfTable
@@ -26,6 +27,15 @@ def world(tmp_path_factory) -> dict:
     single = root / "single"
     precompute(PrecomputeConfig(teacher=teacher, inputs=[InputSpec(p) for p in inputs], output=single, device="cpu", shard_size=100))
     return {"root": root, "teacher": teacher, "inputs": inputs, "single": single}
+
+
+def test_idf_counted_in_processes_is_the_single_pass_table(world, monkeypatch):
+    monkeypatch.setattr(idf_pass, "CHUNK_DOCUMENTS", 37)  # many chunks, more than the processes take at once
+    specs = [InputSpec(p) for p in world["inputs"]]
+    one, two = compute_idf(specs), compute_idf(specs, workers=2)
+    assert two.num_documents == one.num_documents == 1000 and two.df == one.df
+    half = compute_idf(specs, 2, 1, workers=2)  # a partition of it, counted in processes too
+    assert half.num_documents == 500 and half.df == compute_idf(specs, 2, 1).df
 
 
 def test_idf_partitions_merge_into_the_single_pass_table(world, tmp_path):

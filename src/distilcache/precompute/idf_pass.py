@@ -3,10 +3,11 @@ itself splittable into partitions whose tables merge into the same table."""
 
 import multiprocessing
 import re
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -16,41 +17,79 @@ from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.inputs import InputSpec, Record, iter_corpus
 from distilcache.weighting import IdfTable
 
-T = TypeVar("T")
-_PARTITION_KEY = b"distilcache.partition"
-BYTES_PER_WORKER = 4 << 20  # below this a process costs more to start than it saves  # "I/N" in a partial table's schema metadata
+_PARTITION_KEY = b"distilcache.partition"  # "I/N" in a partial table's schema metadata
+BYTES_PER_WORKER = 4 << 20  # below this a process costs more to start than it saves
+CHUNK_DOCUMENTS = 4096  # documents per task: large enough that a chunk's table costs little to send back
+
+
+class IdfCounter:
+    """add_document as an IdfTable's, with the segmentation in `workers` processes when given a pool: the reader stays
+    in this process (one pass, one validating reader), the documents go out in chunks, each chunk comes back as its
+    own table, and the tables add up into the one a single pass counts (document frequencies of disjoint sets add)."""
+
+    def __init__(self, pool: ProcessPoolExecutor | None, workers: int):
+        self.table = IdfTable()
+        self._pool, self._ahead = pool, 2 * workers  # chunks out at once: every process busy, memory bounded
+        self._chunk: list[str] = []
+        self._pending: deque[Future[IdfTable]] = deque()
+
+    def add_document(self, text: str) -> None:
+        if self._pool is None:
+            self.table.add_document(text)
+            return
+        self._chunk.append(text)
+        if len(self._chunk) == CHUNK_DOCUMENTS:
+            self._send()
+
+    def result(self) -> IdfTable:
+        if self._chunk:
+            self._send()
+        while self._pending:
+            self._add_oldest()
+        return self.table
+
+    def _send(self) -> None:
+        assert self._pool is not None
+        self._pending.append(self._pool.submit(IdfTable.from_texts, self._chunk))
+        self._chunk = []
+        while len(self._pending) > self._ahead:
+            self._add_oldest()
+
+    def _add_oldest(self) -> None:
+        self.table.add_table(self._pending.popleft().result())  # result() re-raises a worker's error
+
+
+@contextmanager
+def counting_idf(workers: int) -> Iterator[IdfCounter]:
+    """An IdfCounter segmenting in `workers` spawned processes (jieba's HMM and the weighting are Python: one core
+    each), or in this one when workers is 1."""
+    if workers == 1:
+        yield IdfCounter(None, 1)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield IdfCounter(pool, workers)
 
 
 def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int = 0, keep_first_duplicate: bool = False,
-                progress: bool = True) -> IdfTable:
+                progress: bool = True, workers: int = 1) -> IdfTable:
     """Document frequencies over the accepted rows (those precompute keeps) whose position in the
     corpus is partition mod num_partitions; a row's target text counts as a document of its own."""
     if num_partitions < 1 or not 0 <= partition < num_partitions:
         raise ConfigError(f"--partition must be in 0..{num_partitions - 1} and --num-partitions >= 1, "
                           f"got {partition} of {num_partitions}")
-    table = IdfTable()
     records = (item for item in iter_corpus(specs, keep_first_duplicate) if isinstance(item, Record))
-    for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1, disable=not progress)):
-        if position % num_partitions == partition:
-            for document in record.documents:
-                table.add_document(document)
-    return table
+    with counting_idf(workers) as counter:
+        for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1, disable=not progress)):
+            if position % num_partitions == partition:
+                for document in record.documents:
+                    counter.add_document(document)
+        return counter.result()
 
 
 def idf_workers(specs: list[InputSpec], workers: int) -> int:
     """Processes worth starting for the IDF pass: at most one per BYTES_PER_WORKER of input."""
     size = sum(spec.path.stat().st_size for spec in specs)
     return max(1, min(workers, size // BYTES_PER_WORKER))
-
-
-def idf_in_processes(specs: list[InputSpec], workers: int, keep_first_duplicate: bool, meanwhile: Callable[[], T]) -> tuple[IdfTable, T]:
-    """The IDF table counted by `workers` spawned processes, each every workers-th row (jieba is Python: one
-    core each), added up: the table of one pass. Returns it with what meanwhile() returns, run here
-    while they count."""
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = [pool.submit(compute_idf, specs, workers, i, keep_first_duplicate, False) for i in range(workers)]
-        result = meanwhile()
-        return IdfTable.merge(part.result() for part in parts), result
 
 
 def write_idf(table: IdfTable, path: Path, partition: tuple[int, int] | None = None) -> None:

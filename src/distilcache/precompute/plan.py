@@ -46,7 +46,7 @@ from distilcache.cache_format.writer import is_own_tmp_name, write_text_atomic
 from distilcache.inputs import Rejection, iter_corpus
 from distilcache.precompute.augment import augmenter_for
 from distilcache.precompute.config import PrecomputeConfig
-from distilcache.precompute.idf_pass import idf_in_processes, idf_workers
+from distilcache.precompute.idf_pass import IdfCounter, counting_idf, idf_workers
 from distilcache.precompute.partitions import PARTITIONS_DIR
 from distilcache.precompute.seed import seed_layer_indices
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH
@@ -192,7 +192,7 @@ def clear_unplanned(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def _read_pass(config: PrecomputeConfig, idf: IdfTable | None, cjk: Counter | None) -> tuple[dict[str, Counter], list[Rejection]]:
+def _read_pass(config: PrecomputeConfig, idf: IdfCounter | None, cjk: Counter | None) -> tuple[dict[str, Counter], list[Rejection]]:
     """Count input rows, targets, variants and rejections per file; add every accepted text (and target: a
     document of its own) to idf when given; count the texts' CJK characters into cjk when given."""
     counts = {spec.path.name: Counter() for spec in config.inputs}
@@ -224,14 +224,10 @@ def make_plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable |
     tokenizer/ and finally plan.json."""
     compute_idf = config.pooling.mode == "idf" and config.idf_file is None
     cjk = Counter() if request["student_vocab"] == "teacher+cjk" else None
-    workers = idf_workers(config.inputs, config.workers) if compute_idf else 1
-    if workers > 1:  # they count the IDF table while this process counts rows
-        idf, (counts, rejections) = idf_in_processes(config.inputs, workers, config.keep_first_duplicate,
-                                                     lambda: _read_pass(config, None, cjk))
-    else:
+    with counting_idf(idf_workers(config.inputs, config.workers) if compute_idf else 1) as counter:
+        counts, rejections = _read_pass(config, counter if compute_idf else None, cjk)
         if compute_idf:
-            idf = IdfTable()
-        counts, rejections = _read_pass(config, idf if compute_idf else None, cjk)
+            idf = counter.result()
     inputs = []
     for described, spec in zip(request["inputs"], config.inputs):
         seen = counts[spec.path.name]

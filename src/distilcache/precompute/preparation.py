@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from distilcache.inputs import Record, iter_corpus
@@ -83,20 +84,19 @@ class Preparation:
     batch_size: int
     token_states: bool = False  # find where each row's tokens sit in the teacher's input
 
-    def rows(self, piece: RecordWindow) -> list[PreparedRow]:
-        return prepare_rows(piece.records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer, self.token_states)
+    def rows(self, records: list[Record]) -> list[PreparedRow]:
+        return prepare_rows(records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer, self.token_states)
 
-    def batches(self, piece: RecordWindow, rows: list[PreparedRow]) -> list[Batch]:
-        return list(length_sorted_batches(rows, self.batch_size, self.tokenizer.pad_token_id or 0, piece.computed))
+    def batches(self, rows: list[PreparedRow], computed: list[int]) -> list[Batch]:
+        return list(length_sorted_batches(rows, self.batch_size, self.tokenizer.pad_token_id or 0, computed))
 
     def __call__(self, piece: RecordWindow) -> PreparedWindow:
-        rows = self.rows(piece)
-        return PreparedWindow(piece, rows, self.batches(piece, rows))
+        rows = self.rows(piece.records)
+        return PreparedWindow(piece, rows, self.batches(rows, piece.computed))
 
 
 def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, workers: int) -> Iterator[PreparedWindow]:
-    """Each piece prepared, in order: here when workers is 1, else its rows in that many spawned processes
-    (the batches, torch tensors, are made here: tensors cross processes through shared-memory handles)."""
+    """Each piece prepared, in order: here when workers is 1, else in that many spawned processes."""
     if workers == 1:
         yield from map(preparation, pieces)
         return
@@ -104,13 +104,15 @@ def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, w
 
     def oldest() -> PreparedWindow:
         piece, result = pending.popleft()
-        rows = _unpack(piece, result.get())  # get() re-raises a worker's error
-        return PreparedWindow(piece, rows, preparation.batches(piece, rows))
+        rows, batches = result.get()  # get() re-raises a worker's error
+        return PreparedWindow(piece, _unpack(piece, rows), [Batch(members.tolist(), *map(torch.from_numpy, arrays))
+                                                             for members, *arrays in batches])
 
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_start_worker, initargs=(preparation,)) as pool:  # leaving it terminates the pool
         for piece in pieces:
-            pending.append((piece, pool.apply_async(_prepare_in_worker, (piece,))))
+            work = ([r.text for r in piece.records], [r.target_text for r in piece.records], piece.computed)
+            pending.append((piece, pool.apply_async(_prepare_in_worker, work)))
             if len(pending) > AHEAD_PER_WORKER * workers:
                 yield oldest()
         while pending:
@@ -125,12 +127,18 @@ def _start_worker(preparation: Preparation) -> None:
     _WORKER["preparation"] = preparation
 
 
-def _prepare_in_worker(piece: RecordWindow) -> list[np.ndarray]:
-    return _pack(_WORKER["preparation"].rows(piece))
+def _prepare_in_worker(texts: list[str], targets: list[str | None], computed: list[int]) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """A window's rows and batches as plain arrays. Only the texts cross over (the main process keeps the records and
+    their ids), and the batches come back made: both would cost the main process more than preparing them here."""
+    preparation = _WORKER["preparation"]
+    rows = preparation.rows([Record("", text, "", target) for text, target in zip(texts, targets)])
+    batches = [[np.asarray(b.rows), b.input_ids.numpy(), b.attention_mask.numpy(), b.weights.numpy()]
+               for b in preparation.batches(rows, computed)]
+    return _pack(rows), batches
 
 
-# A window's rows cross back as a few flat arrays (the main process has the records' ids and texts):
-# unpickling thousands of small row objects would cost the main process more than preparing them.
+# A window's rows cross back as a few flat arrays: unpickling thousands of small row objects would cost the main
+# process more than preparing them.
 _RAGGED = ("input_ids", "token_ids", "weights", "position_weights", "state_positions")
 
 
@@ -143,11 +151,12 @@ def _pack(rows: list[PreparedRow]) -> list[np.ndarray]:
 
 
 def _unpack(piece: RecordWindow, packed: list[np.ndarray]) -> list[PreparedRow]:
-    truncated, ragged = packed[0], {}
+    truncated, ragged = packed[0].tolist(), {}
     for k, name in enumerate(_RAGGED):
         lengths, values = packed[1 + 2 * k], packed[2 + 2 * k]
-        ragged[name] = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
-    return [PreparedRow(id=r.id, text=r.text, target_text=r.target_text, input_ids=ragged["input_ids"][i].tolist(),
-                        token_ids=ragged["token_ids"][i], weights=ragged["weights"][i], position_weights=ragged["position_weights"][i],
-                        truncated=bool(truncated[i]), state_positions=ragged["state_positions"][i].astype(np.int64))
+        ends = np.cumsum(lengths).tolist()
+        ragged[name] = [values[start:end] for start, end in zip([0] + ends[:-1], ends)]
+    return [PreparedRow(r.id, r.text, r.target_text, input_ids=ragged["input_ids"][i], token_ids=ragged["token_ids"][i],
+                        weights=ragged["weights"][i], position_weights=ragged["position_weights"][i], truncated=truncated[i],
+                        state_positions=ragged["state_positions"][i])
             for i, r in enumerate(piece.records)]

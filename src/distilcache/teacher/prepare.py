@@ -23,7 +23,7 @@ class PreparedRow:
     id: str
     text: str
     target_text: str | None  # the text the teacher encoded instead of text
-    input_ids: list[int]  # the teacher's input, with special tokens
+    input_ids: list[int] | np.ndarray  # the teacher's input, with special tokens
     token_ids: np.ndarray  # int32 student tokens of text, without special tokens
     weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
     position_weights: np.ndarray  # float32 pooling weights aligned with input_ids

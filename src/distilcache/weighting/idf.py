@@ -51,9 +51,15 @@ class IdfTable:
         """Document frequencies of disjoint document sets add up: the merge equals one pass over all."""
         merged = cls()
         for table in tables:
-            merged.num_documents += table.num_documents
-            merged.df.update(table.df)
+            merged.add_table(table)
         return merged
+
+    def add_table(self, other: "IdfTable") -> None:
+        """Count other's documents too (a set disjoint from this table's)."""
+        self.num_documents += other.num_documents
+        self.df.update(other.df)
+        self._idf.clear()
+        self._piece_idf.clear()
 
     @property
     def unknown_idf(self) -> float:
