@@ -4,8 +4,10 @@ import numpy as np
 import torch
 
 
-def position_weights(mode: str, num_positions: int, content_positions: np.ndarray, content_weights: np.ndarray) -> np.ndarray:
-    """Weights over all input positions (special tokens included) for one row.
+def position_weights(mode: str, lengths: np.ndarray, content: np.ndarray, content_weights: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+    """Weights over every input position (special tokens included) of rows laid end to end: lengths[i] positions
+    for row i, content marks its non-special tokens (counts[i] of them), content_weights are their weights.
 
     idf:  the IDF weights on content tokens, 0 on special tokens;
     mean: the attention-masked mean over every position (the sentence-transformers convention);
@@ -13,13 +15,15 @@ def position_weights(mode: str, num_positions: int, content_positions: np.ndarra
     A row left with no content token (say, only zero-width characters) falls back to the mean,
     so it still gets a finite vector.
     """
-    weights = np.zeros(num_positions, dtype=np.float32)
+    row = np.repeat(np.arange(len(lengths)), lengths)
     if mode == "cls":
-        weights[0] = 1.0
-    elif mode == "idf" and len(content_positions) > 0:
-        weights[content_positions] = content_weights
-    else:
-        weights[:] = 1.0 / num_positions
+        weights = np.zeros(len(row), dtype=np.float32)
+        weights[(np.cumsum(lengths) - lengths)[lengths > 0]] = 1.0
+        return weights
+    weights = (1.0 / np.maximum(lengths, 1))[row].astype(np.float32)
+    if mode == "idf":
+        weights[counts[row] > 0] = 0.0
+        weights[content] = content_weights
     return weights
 
 

@@ -14,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 from distilcache.inputs import Record
 from distilcache.teacher.config import PoolingConfig
 from distilcache.teacher.pooling import position_weights
-from distilcache.weighting import IdfTable, weighted_tokens
-from distilcache.weighting.tokens import WeightedTokens
+from distilcache.weighting import IdfTable
+from distilcache.weighting.tokens import weighted_batch
 
 
 @dataclass
@@ -23,7 +23,7 @@ class PreparedRow:
     id: str
     text: str
     target_text: str | None  # the text the teacher encoded instead of text
-    input_ids: list[int] | np.ndarray  # the teacher's input, with special tokens
+    input_ids: np.ndarray  # int32, the teacher's input, with special tokens
     token_ids: np.ndarray  # int32 student tokens of text, without special tokens
     weights: np.ndarray  # float32 student weights aligned with token_ids, sum 1
     position_weights: np.ndarray  # float32 pooling weights aligned with input_ids
@@ -48,45 +48,46 @@ def prepare_rows(
     """Teacher inputs from the prefix and each record's target (or text) through the teacher's tokenizer;
     student tokens from its text alone through student_tokenizer (None: the teacher's, and one
     tokenisation serves both sides of a row without a target or prefix). align: find each row's
-    state_positions."""
+    state_positions. The rows' arrays are views of a few arrays made for all of them at once."""
     # mean and CLS pooling: students pool uniformly, so their stored weights are uniform
     weight_idf = idf if pooling.mode == "idf" else None
-    teacher = weighted_tokens([pooling.prefix + r.teacher_text for r in records], tokenizer, pooling.max_length,
-                              weight_idf, pooling.smoothing, skip=len(pooling.prefix))
+    teacher = weighted_batch([pooling.prefix + r.teacher_text for r in records], tokenizer, pooling.max_length,
+                             weight_idf, pooling.smoothing, skip=len(pooling.prefix))
     separate_student = bool(pooling.prefix) or student_tokenizer is not None
     own = [i for i, r in enumerate(records) if r.target_text is not None or separate_student]
-    student = list(teacher)
-    separate = weighted_tokens([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
-                               weight_idf, pooling.smoothing)
-    for i, tokens in zip(own, separate):
-        student[i] = tokens
-    return [
-        PreparedRow(
-            id=record.id,
-            text=record.text,
-            target_text=record.target_text,
-            input_ids=t.input_ids,
-            token_ids=s.token_ids,
-            weights=s.weights,
-            position_weights=position_weights(pooling.mode, len(t.input_ids), t.content_positions, t.weights),
-            truncated=t.truncated or s.truncated,
-            state_positions=_state_positions(t, s.token_ids) if align and record.target_text is None else _NO_POSITIONS,
-        )
-        for record, t, s in zip(records, teacher, student)
-    ]
+    token_ids, weights = teacher.per_text(teacher.token_ids), teacher.per_text(teacher.weights)
+    truncated = teacher.truncated.copy()
+    separate = weighted_batch([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
+                              weight_idf, pooling.smoothing)
+    for i, ids, row_weights, cut in zip(own, separate.per_text(separate.token_ids), separate.per_text(separate.weights),
+                                        separate.truncated):
+        token_ids[i], weights[i] = ids, row_weights
+        truncated[i] |= cut
+    input_ids = teacher.per_text(teacher.input_ids, content=False)
+    pooling_weights = teacher.per_text(position_weights(pooling.mode, teacher.lengths, teacher.content, teacher.weights,
+                                                        teacher.counts), content=False)
+    positions = [_NO_POSITIONS] * len(records)
+    if align:
+        in_row = np.arange(len(teacher.input_ids)) - np.repeat(np.cumsum(teacher.lengths) - teacher.lengths, teacher.lengths)
+        content_positions = teacher.per_text(in_row[teacher.content])
+        positions = [_state_positions(input_ids[i], content_positions[i], token_ids[i]) if r.target_text is None else _NO_POSITIONS
+                     for i, r in enumerate(records)]
+    return [PreparedRow(r.id, r.text, r.target_text, input_ids[i], token_ids[i], weights[i], pooling_weights[i],
+                        bool(truncated[i]), positions[i])
+            for i, r in enumerate(records)]
 
 
 _NO_POSITIONS = np.zeros(0, dtype=np.int64)
 
 
-def _state_positions(teacher: WeightedTokens, token_ids: np.ndarray) -> np.ndarray:
+def _state_positions(input_ids: np.ndarray, content_positions: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
     """Where the student's tokens sit in the teacher's input: its last content tokens (after a prefix's), when
     they are the same pieces; else none."""
     count = len(token_ids)
-    if count == 0 or count > len(teacher.content_positions):
+    if count == 0 or count > len(content_positions):
         return _NO_POSITIONS
-    positions = teacher.content_positions[len(teacher.content_positions) - count:]
-    same = np.array_equal(np.asarray(teacher.input_ids, dtype=np.int64)[positions], token_ids)
+    positions = content_positions[len(content_positions) - count:]
+    same = np.array_equal(input_ids[positions], token_ids)
     return positions.astype(np.int64) if same else _NO_POSITIONS
 
 

@@ -37,6 +37,7 @@ class WeightedBatch:
     """A batch of texts as flat arrays: text i's non-special tokens are token_ids[starts[i]:starts[i] + counts[i]]."""
 
     encodings: list["Encoding"]  # the tokenizer's own output, special tokens included
+    input_ids: np.ndarray  # int32, every token of every encoding end to end, special tokens included
     lengths: np.ndarray  # int64, tokens per encoding, special tokens included
     content: np.ndarray  # bool over all tokens of all encodings end to end: not a special token
     token_ids: np.ndarray  # int32, the non-special tokens
@@ -47,6 +48,11 @@ class WeightedBatch:
     @property
     def starts(self) -> np.ndarray:
         return np.concatenate(([0], np.cumsum(self.counts)[:-1])).astype(np.int64)
+
+    def per_text(self, values: np.ndarray, content: bool = True) -> list[np.ndarray]:
+        """values laid out like token_ids (content=True) or like input_ids (False), cut into one view per text."""
+        ends = np.cumsum(self.counts if content else self.lengths).tolist()
+        return [values[start:end] for start, end in zip([0] + ends[:-1], ends)]
 
 
 def weighted_batch(
@@ -60,8 +66,8 @@ def weighted_batch(
     The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
     if not texts:  # the tokenizer fails on an empty batch
         empty = np.zeros(0, dtype=np.int64)
-        return WeightedBatch([], empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32), empty,
-                             empty.astype(bool))
+        return WeightedBatch([], empty.astype(np.int32), empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32),
+                             empty, empty.astype(bool))
     limit = max_length * CHARS_PER_TOKEN
     cut = np.fromiter((len(text) > limit for text in texts), dtype=bool, count=len(texts))
     if cut.any():
@@ -92,7 +98,7 @@ def weighted_batch(
         weights = spans_weights(char_w, spans, counts)
     else:
         weights = (1.0 / np.maximum(counts, 1))[text_of_token[content]].astype(np.float32)
-    return WeightedBatch(encodings, lengths, content, ids[content], weights, counts, truncated)
+    return WeightedBatch(encodings, ids, lengths, content, ids[content], weights, counts, truncated)
 
 
 def weighted_tokens(
