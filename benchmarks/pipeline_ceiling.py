@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import random
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -66,6 +67,12 @@ def corpus(workdir: Path, rows: int) -> Path:
     return path
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU time, all its threads (not its children)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f}"
 
@@ -102,20 +109,23 @@ def main() -> None:
     config = PrecomputeConfig(teacher=teacher, inputs=spec, output=args.workdir / "unused")
     preparation = Preparation(tokenizer, None, idf, PoolingConfig(max_length=256), config.batch_size)
     plan = {"num_shards": -(-len(records) // config.shard_size)}
-    started, prepared = time.perf_counter(), []
+    started = time.perf_counter()
     for piece in record_windows(config, plan, range(plan["num_shards"])):
-        prepared.append(preparation(piece))
+        preparation(piece)  # not kept: a few hundred thousand live rows would slow every later step's garbage collection
     table.append(("preparation (tokenise with offsets, weight, batch)", rate(len(records), time.perf_counter() - started), "one process"))
 
     ends = {}
     for workers in [int(w) for w in args.workers.split(",")]:
         out = args.workdir / f"cache-workers-{workers}"
         shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         manifest = precompute(PrecomputeConfig(teacher=teacher, inputs=spec, output=out, device="cpu", token_vectors=False, workers=workers))
         ends[workers] = (time.perf_counter() - started, manifest)
+        preparing = manifest["run"]["preparing_workers"]
         table.append((f"teacher pass, --workers {workers}", f"{manifest['run']['sentences_per_second']:,.0f}",
-                      f"{manifest['run']['preparing_workers']} preparing process(es) + this one"))
+                      "prepared in this process (a thread)" if preparing == 1 else f"{preparing} preparing processes + this one"))
+        table.append((f"this process's own CPU time, --workers {workers}", rate(len(records), _cpu_seconds() - cpu),
+                      "end to end: reading, the null forward, writing, and with workers handing out and taking back"))
     first = next(iter(ends))
     cache = open_cache(args.workdir / f"cache-workers-{first}")
     shard_tables = [pq.read_table(cache.path / s["file"]) for s in cache.manifest["shards"]]
