@@ -111,7 +111,7 @@ def main() -> None:
     plan = {"num_shards": -(-len(records) // config.shard_size)}
     started = time.perf_counter()
     for piece in record_windows(config, plan, range(plan["num_shards"])):
-        preparation(piece)  # not kept: a few hundred thousand live rows would slow every later step's garbage collection
+        preparation(piece)  # not kept: the later steps run in this process and should not carry every prepared row
     table.append(("preparation (tokenise with offsets, weight, batch)", rate(len(records), time.perf_counter() - started), "one process"))
 
     ends = {}
