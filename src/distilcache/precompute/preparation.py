@@ -27,6 +27,7 @@ from distilcache.precompute.config import PrecomputeConfig
 from distilcache.teacher.config import PoolingConfig
 from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
 from distilcache.weighting import IdfTable
+from distilcache.weighting.tokens import split_by_lengths
 
 AHEAD_PER_WORKER = 2  # windows handed out per worker before the first comes back: the pool stays busy, memory bounded
 
@@ -153,9 +154,7 @@ def _pack(rows: list[PreparedRow]) -> list[np.ndarray]:
 def _unpack(piece: RecordWindow, packed: list[np.ndarray]) -> list[PreparedRow]:
     truncated, ragged = packed[0].tolist(), {}
     for k, name in enumerate(_RAGGED):
-        lengths, values = packed[1 + 2 * k], packed[2 + 2 * k]
-        ends = np.cumsum(lengths).tolist()
-        ragged[name] = [values[start:end] for start, end in zip([0] + ends[:-1], ends)]
+        ragged[name] = split_by_lengths(packed[2 + 2 * k], packed[1 + 2 * k])
     return [PreparedRow(r.id, r.text, r.target_text, input_ids=ragged["input_ids"][i], token_ids=ragged["token_ids"][i],
                         weights=ragged["weights"][i], position_weights=ragged["position_weights"][i], truncated=truncated[i],
                         state_positions=ragged["state_positions"][i])

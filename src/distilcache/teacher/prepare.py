@@ -68,8 +68,7 @@ def prepare_rows(
                                                         teacher.counts), content=False)
     positions = [_NO_POSITIONS] * len(records)
     if align:
-        in_row = np.arange(len(teacher.input_ids)) - np.repeat(np.cumsum(teacher.lengths) - teacher.lengths, teacher.lengths)
-        content_positions = teacher.per_text(in_row[teacher.content])
+        content_positions = teacher.content_positions()
         positions = [_state_positions(input_ids[i], content_positions[i], token_ids[i]) if r.target_text is None else _NO_POSITIONS
                      for i, r in enumerate(records)]
     return [PreparedRow(r.id, r.text, r.target_text, input_ids[i], token_ids[i], weights[i], pooling_weights[i],

@@ -49,13 +49,13 @@ def _dictionary() -> dict[str, int]:
 def _router() -> rjieba.Jieba:
     """jieba's dictionary in jieba-rs, which finds the same best route through it in Rust (jieba's own Python
     search costs most of a Chinese text's weighting): every word with a frequency, and jieba's total."""
-    router = rjieba.Jieba.empty()
-    for word, count in _dictionary().items():
+    router, dictionary = rjieba.Jieba.empty(), _dictionary()
+    for word, count in dictionary.items():
         if count:  # the others are prefixes jieba keeps for its search, not words
             router.add_word(word, count, None)
     # jieba's total also counts the first of a word listed twice in its dictionary; the route's log-probabilities
     # divide by the total, so jieba-rs gets the same one
-    rest = jieba.dt.total - sum(jieba.dt.FREQ.values())
+    rest = jieba.dt.total - sum(dictionary.values())
     if rest > 0:
         router.add_word(_NEVER_IN_A_PIECE, rest, None)
     return router

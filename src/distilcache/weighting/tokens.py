@@ -51,8 +51,18 @@ class WeightedBatch:
 
     def per_text(self, values: np.ndarray, content: bool = True) -> list[np.ndarray]:
         """values laid out like token_ids (content=True) or like input_ids (False), cut into one view per text."""
-        ends = np.cumsum(self.counts if content else self.lengths).tolist()
-        return [values[start:end] for start, end in zip([0] + ends[:-1], ends)]
+        return split_by_lengths(values, self.counts if content else self.lengths)
+
+    def content_positions(self) -> list[np.ndarray]:
+        """Per text, where its non-special tokens sit in its input ids."""
+        in_text = np.arange(len(self.input_ids)) - np.repeat(np.cumsum(self.lengths) - self.lengths, self.lengths)
+        return self.per_text(in_text[self.content])
+
+
+def split_by_lengths(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """values cut into consecutive views of lengths[0], lengths[1], ... items."""
+    ends = np.cumsum(lengths).tolist()
+    return [values[start:end] for start, end in zip([0] + ends[:-1], ends)]
 
 
 def weighted_batch(
@@ -107,18 +117,6 @@ def weighted_tokens(
 ) -> list[WeightedTokens]:
     """weighted_batch, one WeightedTokens per text."""
     batch = weighted_batch(texts, tokenizer, max_length, idf, smoothing, skip)
-    token_starts = np.concatenate(([0], np.cumsum(batch.lengths))).astype(np.int64)
-    result = []
-    for encoding, start, end, content_start, count, truncated in zip(
-        batch.encodings, token_starts[:-1], token_starts[1:], batch.starts, batch.counts, batch.truncated
-    ):
-        result.append(
-            WeightedTokens(
-                input_ids=encoding.ids,
-                content_positions=np.flatnonzero(batch.content[start:end]),
-                token_ids=batch.token_ids[content_start : content_start + count],
-                weights=batch.weights[content_start : content_start + count],
-                truncated=bool(truncated),
-            )
-        )
-    return result
+    return [WeightedTokens(input_ids=encoding.ids, content_positions=positions, token_ids=ids, weights=weights, truncated=bool(cut))
+            for encoding, positions, ids, weights, cut in zip(batch.encodings, batch.content_positions(), batch.per_text(batch.token_ids),
+                                                              batch.per_text(batch.weights), batch.truncated)]
