@@ -40,7 +40,8 @@ def prepared(cache_dir: Path, config: PrecomputeConfig, pooling: PoolingConfig) 
     """The batches precompute made (its windows, tokens and weights), and the CPU rows/s of making them."""
     cache = open_cache(cache_dir)
     idf = IdfTable.load(cache.idf_path) if cache.idf_path else None
-    preparation = Preparation(load_tokenizer(cache_dir / "tokenizer"), None, idf, pooling, config.batch_size)
+    tokenizer = load_tokenizer(cache_dir / "tokenizer")
+    preparation = Preparation(tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, None, idf, pooling, config.batch_size)
     plan = {"num_shards": len(cache.manifest["shards"])}
     started = time.perf_counter()
     windows = [preparation(piece).batches for piece in record_windows(config, plan, range(plan["num_shards"]))]

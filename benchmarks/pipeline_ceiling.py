@@ -107,7 +107,8 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(teacher)
     config = PrecomputeConfig(teacher=teacher, inputs=spec, output=args.workdir / "unused")
-    preparation = Preparation(tokenizer, None, idf, PoolingConfig(max_length=256), config.batch_size)
+    preparation = Preparation(tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, None, idf, PoolingConfig(max_length=256),
+                              config.batch_size)
     plan = {"num_shards": -(-len(records) // config.shard_size)}
     started = time.perf_counter()
     for piece in record_windows(config, plan, range(plan["num_shards"])):

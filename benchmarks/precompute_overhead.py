@@ -60,13 +60,13 @@ def bare_forward(teacher: Path, texts: list[str], batch_size: int, device: torch
     batches = list(length_sorted_batches(rows, batch_size, tokenizer.pad_token_id))
     with torch.inference_mode():
         for batch in batches[:2]:  # warm-up
-            model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
+            model(input_ids=torch.from_numpy(batch.input_ids).to(device), attention_mask=torch.from_numpy(batch.attention_mask).to(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for batch in batches:
             with autocast(device, precision):
-                model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).last_hidden_state.cpu()
+                model(input_ids=torch.from_numpy(batch.input_ids).to(device), attention_mask=torch.from_numpy(batch.attention_mask).to(device)).last_hidden_state.cpu()
         if device.type == "cuda":
             torch.cuda.synchronize()
     return len(texts) / (time.perf_counter() - start)

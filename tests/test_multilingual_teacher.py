@@ -62,14 +62,15 @@ def test_a_prefix_weighs_nothing_under_idf_and_counts_under_mean_and_the_student
     records = [Record("a", "今天天气很好", "t")]
     plain = prepare_rows(records, unigram, PoolingConfig(max_length=64), idf)
     prefixed = prepare_rows(records, unigram, PoolingConfig(max_length=64, prefix="hello "), idf)
-    (row,), (base,) = prefixed, plain
-    assert unigram.convert_ids_to_tokens(row.input_ids)[:3] == ["<s>", "▁hello", "▁今天"]
-    assert row.position_weights[1] == 0 and row.position_weights[2:-1].sum() == pytest.approx(1)
-    np.testing.assert_allclose(row.position_weights[2:], base.position_weights[1:], rtol=1e-6)  # the text's weights, as without
-    np.testing.assert_array_equal(row.token_ids, base.token_ids)  # the student reads the text alone
-    np.testing.assert_allclose(row.weights, base.weights)
-    (mean,) = prepare_rows(records, unigram, PoolingConfig("mean", max_length=64, prefix="hello "), idf)
-    np.testing.assert_allclose(mean.position_weights, 1 / len(mean.input_ids))  # the teacher's own mean pooling counts it
+    assert len(prefixed) == len(plain) == 1
+    weights, base_weights = prefixed.position_weights[0], plain.position_weights[0]
+    assert unigram.convert_ids_to_tokens(prefixed.input_ids[0])[:3] == ["<s>", "▁hello", "▁今天"]
+    assert weights[1] == 0 and weights[2:-1].sum() == pytest.approx(1)
+    np.testing.assert_allclose(weights[2:], base_weights[1:], rtol=1e-6)  # the text's weights, as without
+    np.testing.assert_array_equal(prefixed.token_ids[0], plain.token_ids[0])  # the student reads the text alone
+    np.testing.assert_allclose(prefixed.weights[0], plain.weights[0])
+    mean = prepare_rows(records, unigram, PoolingConfig("mean", max_length=64, prefix="hello "), idf)
+    np.testing.assert_allclose(mean.position_weights[0], 1 / len(mean.input_ids[0]))  # the teacher's own mean pooling counts it
 
 
 def test_precompute_with_a_prefix_records_it_and_refuses_another(teacher_dir, tmp_path):

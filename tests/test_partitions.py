@@ -30,7 +30,7 @@ def world(tmp_path_factory) -> dict:
 
 
 def test_idf_counted_in_processes_is_the_single_pass_table(world, monkeypatch):
-    monkeypatch.setattr(idf_pass, "CHUNK_DOCUMENTS", 37)  # many chunks, more than the processes take at once
+    monkeypatch.setattr(idf_pass, "CHUNK_ROWS", 37)  # many chunks, more than the processes take at once
     specs = [InputSpec(p) for p in world["inputs"]]
     one, two = compute_idf(specs), compute_idf(specs, workers=2)
     assert two.num_documents == one.num_documents == 1000 and two.df == one.df

@@ -15,7 +15,7 @@ from conftest import CORPUS, EN, MIXED, ZH, recombined_sentences, record_shard_w
 from distilcache import open_cache
 from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
-from distilcache.precompute import idf_pass
+from distilcache.precompute import workers
 from distilcache.precompute import local_engine
 
 
@@ -288,7 +288,7 @@ def test_rows_sharing_a_teacher_input_share_its_vector_but_keep_their_own_studen
 
 
 def test_worker_processes_write_the_same_cache_byte_for_byte(teacher_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(idf_pass, "BYTES_PER_WORKER", 1)  # a worker per byte: this small corpus gets the IDF workers too
+    monkeypatch.setattr(workers, "BYTES_PER_WORKER", 1)  # a worker per byte: this small corpus gets the processes
     corpus = write_lines(tmp_path / "corpus.txt", recombined_sentences(260, seed=5) + CORPUS + ZH)  # ZH twice: repeats
     options = {"shard_size": 100, "sort_window": 30, "batch_size": 8, "token_states": 4}  # the states cross processes too
     one = precompute(_config(teacher_dir, [corpus], tmp_path / "one", workers=1, **options))

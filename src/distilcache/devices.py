@@ -1,6 +1,8 @@
 """Device and precision choices shared by precompute, training and encoding."""
 
 import contextlib
+import os
+from collections.abc import Iterator
 
 import torch
 
@@ -51,3 +53,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def threads_beside(processes: int) -> Iterator[None]:
+    """torch's own CPU threads limited to the cores that `processes` other busy processes leave (at least one), for the
+    duration: more would contend with them for the cores, and a parallel region waits for its slowest thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - processes)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,12 +1,7 @@
 """`distilcache idf`: the IDF table of a corpus, computed once before a partitioned precompute,
 itself splittable into partitions whose tables merge into the same table."""
 
-import multiprocessing
 import re
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,59 +10,48 @@ from tqdm.auto import tqdm
 from distilcache.cache_format import write_parquet_atomic
 from distilcache.cache_format.errors import ConfigError, DataFileError
 from distilcache.inputs import InputSpec, Record, iter_corpus
+from distilcache.precompute.workers import WorkerGroup, worker_group
 from distilcache.weighting import IdfTable
 
 _PARTITION_KEY = b"distilcache.partition"  # "I/N" in a partial table's schema metadata
-BYTES_PER_WORKER = 4 << 20  # below this a process costs more to start than it saves
-CHUNK_DOCUMENTS = 4096  # documents per task: large enough that a chunk's table costs little to send back
+CHUNK_ROWS = 4096  # rows per task: large enough that a chunk's table costs little to send back
 
 
 class IdfCounter:
-    """add_document as an IdfTable's, with the segmentation in `workers` processes when given a pool: the reader stays
-    in this process (one pass, one validating reader), the documents go out in chunks, each chunk comes back as its
-    own table, and the tables add up into the one a single pass counts (document frequencies of disjoint sets add)."""
+    """add_document as an IdfTable's, with the segmentation in a WorkerGroup's processes when given one: the reader
+    stays in this process (one pass, one validating reader), the documents go out in chunks (those with the same key
+    together, to the worker the key names), each chunk comes back as its own table, and the tables add up into the one
+    a single pass counts (document frequencies of disjoint sets add)."""
 
-    def __init__(self, pool: ProcessPoolExecutor | None, workers: int):
+    def __init__(self, group: WorkerGroup | None):
         self.table = IdfTable()
-        self._pool, self._ahead = pool, 2 * workers  # chunks out at once: every process busy, memory bounded
+        self._group = group
         self._chunk: list[str] = []
-        self._pending: deque[Future[IdfTable]] = deque()
+        self._key = 0
 
-    def add_document(self, text: str) -> None:
-        if self._pool is None:
+    def add_document(self, text: str, key: int) -> None:
+        if self._group is None:
             self.table.add_document(text)
             return
-        self._chunk.append(text)
-        if len(self._chunk) == CHUNK_DOCUMENTS:
+        if key != self._key and self._chunk:
             self._send()
+        self._key = key
+        self._chunk.append(text)
 
     def result(self) -> IdfTable:
-        if self._chunk:
-            self._send()
-        while self._pending:
-            self._add_oldest()
+        if self._group is not None:
+            if self._chunk:
+                self._send()
+            while self._group.pending:
+                self.table.add_table(self._group.oldest())
         return self.table
 
     def _send(self) -> None:
-        assert self._pool is not None
-        self._pending.append(self._pool.submit(IdfTable.from_texts, self._chunk))
+        assert self._group is not None
+        self._group.submit(self._key, IdfTable.from_texts, self._chunk)
         self._chunk = []
-        while len(self._pending) > self._ahead:
-            self._add_oldest()
-
-    def _add_oldest(self) -> None:
-        self.table.add_table(self._pending.popleft().result())  # result() re-raises a worker's error
-
-
-@contextmanager
-def counting_idf(workers: int) -> Iterator[IdfCounter]:
-    """An IdfCounter segmenting in `workers` spawned processes (jieba's HMM and the weighting are Python: one core
-    each), or in this one when workers is 1."""
-    if workers == 1:
-        yield IdfCounter(None, 1)
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield IdfCounter(pool, workers)
+        while self._group.pending > 2 * self._group.size:  # every process busy, memory bounded
+            self.table.add_table(self._group.oldest())
 
 
 def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int = 0, keep_first_duplicate: bool = False,
@@ -78,18 +62,13 @@ def compute_idf(specs: list[InputSpec], num_partitions: int = 1, partition: int 
         raise ConfigError(f"--partition must be in 0..{num_partitions - 1} and --num-partitions >= 1, "
                           f"got {partition} of {num_partitions}")
     records = (item for item in iter_corpus(specs, keep_first_duplicate) if isinstance(item, Record))
-    with counting_idf(workers) as counter:
+    with worker_group(workers) as group:
+        counter = IdfCounter(group)
         for position, record in enumerate(tqdm(records, desc="IDF", unit=" rows", mininterval=1, disable=not progress)):
             if position % num_partitions == partition:
                 for document in record.documents:
-                    counter.add_document(document)
+                    counter.add_document(document, position // CHUNK_ROWS)
         return counter.result()
-
-
-def idf_workers(specs: list[InputSpec], workers: int) -> int:
-    """Processes worth starting for the IDF pass: at most one per BYTES_PER_WORKER of input."""
-    size = sum(spec.path.stat().st_size for spec in specs)
-    return max(1, min(workers, size // BYTES_PER_WORKER))
 
 
 def write_idf(table: IdfTable, path: Path, partition: tuple[int, int] | None = None) -> None:

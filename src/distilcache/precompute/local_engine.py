@@ -1,5 +1,5 @@
 """The local engine of the teacher pass: this process runs the teacher, windows are prepared ahead by a
-thread (and `--workers` processes), shards are written in order. The Ray engine (ray_engine.py) has the
+thread (or the run's worker processes), shards are written in order. The Ray engine (ray_engine.py) has the
 same interface: run_teacher(config, plan, idf, out) -> run info."""
 
 import logging
@@ -15,20 +15,23 @@ import torch
 from tqdm.auto import tqdm
 
 from distilcache.cache_format import write_shard
-from distilcache.devices import resolve_device, resolve_precision
+from distilcache.devices import resolve_device, resolve_precision, threads_beside
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.prefetch import prefetch
 from distilcache.precompute.preparation import PreparedWindow, prepared_windows, record_windows
 from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
 from distilcache.precompute.token_states import StateCollector, row_states, token_projection
+from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.model import load_model, pooled_vectors
-from distilcache.teacher.prepare import PreparedRow
+from distilcache.teacher.prepare import PreparedRows
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
 
 
-def run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> dict[str, Any]:
+def run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path,
+                group: WorkerGroup | None = None) -> dict[str, Any]:
+    """With a group, its processes prepare the windows; else a thread of this process does."""
     done, todo = shards_to_do(config, plan, out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -38,38 +41,40 @@ def run_teacher(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
         return run_info
     model = load_model(config.teacher, device)
     if todo:
-        run_info |= _compute_shards(config, plan, idf, out, todo, done, model, device, precision)
+        run_info |= _compute_shards(config, plan, idf, out, todo, done, model, device, precision, group)
     for export in missing:
         export(model)
     return run_info
 
 
 def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path, todo: set[int],
-                    done: set[int], model: Any, device: torch.device, precision: str) -> dict[str, Any]:
+                    done: set[int], model: Any, device: torch.device, precision: str, group: WorkerGroup | None) -> dict[str, Any]:
     preparation = preparation_for(config, plan, idf, out)
-    workers = min(config.workers, sum(-(-expected_rows(plan, i) // config.sort_window) for i in todo))  # one window each at least
+    workers = group.size if group is not None else 1
     dim = plan["vector"]["dim"]
     started, rows_done = time.perf_counter(), 0
     log.info("teacher %s on %s (%s), %d shard(s) to compute, %d process(es) preparing", plan["teacher"]["name"], device, precision,
              len(todo), workers)
 
-    def store(shard: int, rows: list[PreparedRow], vectors: np.ndarray, states: list[np.ndarray | None] | None) -> None:
+    def store(shard: int, rows: PreparedRows, vectors: np.ndarray, states: list[np.ndarray | None] | None) -> None:
         write_shard(out, shard, shard_table(rows, vectors, dim, config.dtype, states, config.token_states))
         if config.push:
             config.push()
 
     # one thread writes each finished shard while the teacher goes on (Parquet and zstd release the GIL); one shard
     # in flight at most, so memory holds two shards, and a failed write stops the run at the next shard
+    # with preparing processes, torch keeps to the cores they leave; one preparing thread leaves torch all of them (a
+    # CPU teacher's forward needs them, and that thread mostly waits for it)
     with tqdm(total=plan["total_rows"], initial=sum(expected_rows(plan, i) for i in done), desc="precompute",
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode(), \
-            ThreadPoolExecutor(1, thread_name_prefix="distilcache-write") as writer:
-        shard_rows: list[PreparedRow] = []
+            threads_beside(workers if group is not None else 0), ThreadPoolExecutor(1, thread_name_prefix="distilcache-write") as writer:
+        shard_rows: list[PreparedRows] = []
         shard_vectors: list[np.ndarray] = []
         shard_states: list[np.ndarray | None] = []
         sources: list[int] = []
         writing: Future[None] | None = None
         # reading and handing out windows overlap the teacher
-        windows: Iterator[PreparedWindow] = prefetch(prepared_windows(record_windows(config, plan, todo), preparation, workers), depth=4)
+        windows: Iterator[PreparedWindow] = prefetch(prepared_windows(record_windows(config, plan, todo), preparation, group), depth=4)
         projection = None
         if config.token_states:  # read back, or fitted on the first window, which is then computed like the others
             first = next(windows)
@@ -80,17 +85,18 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
             vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
                                      config.pooling.normalize, on_batch=bar.update, on_states=collector)
             bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
-            shard_rows += window.rows
+            shard_rows.append(window.rows)
             shard_vectors.append(vectors)
             shard_states += collector.states if collector is not None else []
             sources += window.piece.sources
             if window.piece.last:
+                rows = PreparedRows.concat(shard_rows)
                 vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
-                states = row_states(shard_rows, shard_states, sources, config.token_states) if projection is not None else None
+                states = row_states(rows, shard_states, sources, config.token_states) if projection is not None else None
                 if writing is not None:
                     writing.result()
-                writing = writer.submit(store, window.piece.shard, shard_rows, vectors, states)
-                rows_done += len(shard_rows)
+                writing = writer.submit(store, window.piece.shard, rows, vectors, states)
+                rows_done += len(rows)
                 shard_rows, shard_vectors, shard_states, sources = [], [], [], []
         if writing is not None:
             writing.result()

@@ -46,9 +46,11 @@ from distilcache.cache_format.writer import is_own_tmp_name, write_text_atomic
 from distilcache.inputs import Rejection, iter_corpus
 from distilcache.precompute.augment import augmenter_for
 from distilcache.precompute.config import PrecomputeConfig
-from distilcache.precompute.idf_pass import IdfCounter, counting_idf, idf_workers
+from distilcache.precompute.idf_pass import IdfCounter
 from distilcache.precompute.partitions import PARTITIONS_DIR
+from distilcache.precompute.preparation import window_key
 from distilcache.precompute.seed import seed_layer_indices
+from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH
 from distilcache.teacher.model import describe_teacher, load_tokenizer
 from distilcache.weighting import SEGMENTER, IdfTable
@@ -198,6 +200,7 @@ def _read_pass(config: PrecomputeConfig, idf: IdfCounter | None, cjk: Counter | 
     counts = {spec.path.name: Counter() for spec in config.inputs}
     augmenter = augmenter_for(config)
     rejections: list[Rejection] = []
+    accepted = 0
     with tqdm(desc="reading inputs" + (" + IDF" if idf is not None else ""), unit=" rows", mininterval=1) as bar:
         for item in iter_corpus(config.inputs, config.keep_first_duplicate):
             counts[item.file]["input_rows"] += 1
@@ -211,23 +214,25 @@ def _read_pass(config: PrecomputeConfig, idf: IdfCounter | None, cjk: Counter | 
                 counts[item.file]["rows_with_target"] += item.target_text is not None
                 counts[item.file]["augmented_rows"] += 0 if augmenter is None else augmenter.variant_count(item)
                 if idf is not None:
-                    for document in item.documents:
-                        idf.add_document(document)
+                    for document in item.documents:  # the rows of a sort window go to the worker that will prepare them
+                        idf.add_document(document, window_key(accepted, config))
+                accepted += 1
                 if cjk is not None:
                     count_cjk(item.text, cjk)
             bar.update()
     return counts, rejections
 
 
-def make_plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | None, out: Path) -> tuple[dict[str, Any], IdfTable | None]:
-    """Read every input once (counts, rejections, IDF), then write rejected.jsonl, idf.parquet,
-    tokenizer/ and finally plan.json."""
+def make_plan(config: PrecomputeConfig, request: dict[str, Any], idf: IdfTable | None, out: Path,
+              group: WorkerGroup | None = None) -> tuple[dict[str, Any], IdfTable | None]:
+    """Read every input once (counts, rejections, IDF: segmented in the group's processes when given one), then write
+    rejected.jsonl, idf.parquet, tokenizer/ and finally plan.json."""
     compute_idf = config.pooling.mode == "idf" and config.idf_file is None
     cjk = Counter() if request["student_vocab"] == "teacher+cjk" else None
-    with counting_idf(idf_workers(config.inputs, config.workers) if compute_idf else 1) as counter:
-        counts, rejections = _read_pass(config, counter if compute_idf else None, cjk)
-        if compute_idf:
-            idf = counter.result()
+    counter = IdfCounter(group) if compute_idf else None
+    counts, rejections = _read_pass(config, counter, cjk)
+    if counter is not None:
+        idf = counter.result()
     inputs = []
     for described, spec in zip(request["inputs"], config.inputs):
         seen = counts[spec.path.name]

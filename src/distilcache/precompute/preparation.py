@@ -1,33 +1,27 @@
 """The CPU side of the teacher pass: the shards still to do, cut into sort windows (record_windows), each
-tokenised, weighted and cut into length-sorted batches (Preparation), in this process or in `--workers`
+tokenised, weighted and cut into length-sorted batches (Preparation), in this process or in a WorkerGroup's
 processes. Every engine prepares the same windows, so they compute the same vectors.
 
-Worker processes, not threads: jieba, the weighting and the tokenizers' Python side hold the GIL. The
-main process still reads the inputs (one validating reader decides ids and rejections) and hands each
-window to the pool, a few windows ahead, taking them back in order: the windows, and so the shards,
-are the same for any number of workers. Workers are spawned, not forked: the parent holds threads and
-torch's thread pools, which a fork would copy in an unknown state.
+The main process still reads the inputs (one validating reader decides ids and rejections) and hands each
+window to a worker, a few windows ahead, taking them back in order: the windows, and so the shards, are the
+same for any number of workers.
 """
 
-import multiprocessing
-import os
 from collections import deque
 from collections.abc import Container, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
-import numpy as np
-import torch
-from transformers import PreTrainedTokenizerBase
+from tokenizers import Tokenizer
 
 from distilcache.inputs import Record, iter_corpus
 from distilcache.precompute.augment import augmenter_for
 from distilcache.precompute.config import PrecomputeConfig
+from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.config import PoolingConfig
-from distilcache.teacher.prepare import Batch, PreparedRow, length_sorted_batches, prepare_rows
+from distilcache.teacher.prepare import Batch, PreparedRows, length_sorted_batches, prepare_rows
 from distilcache.weighting import IdfTable
-from distilcache.weighting.tokens import split_by_lengths
 
 AHEAD_PER_WORKER = 2  # windows handed out per worker before the first comes back: the pool stays busy, memory bounded
 
@@ -44,6 +38,7 @@ class RecordWindow:
     records: list[Record]
     sources: list[int]
     last: bool  # the shard's final piece
+    key: int  # the window's number over all shards (window_key), which names the worker that prepares it
 
     @property
     def computed(self) -> list[int]:
@@ -54,7 +49,7 @@ class RecordWindow:
 @dataclass
 class PreparedWindow:
     piece: RecordWindow
-    rows: list[PreparedRow]
+    rows: PreparedRows
     batches: list[Batch]  # of the computed rows only
 
 
@@ -71,91 +66,72 @@ def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Contain
         sources = [first.setdefault(record.teacher_text, row) for row, record in enumerate(chunk)]
         for start in range(0, len(chunk), config.sort_window):
             end = start + config.sort_window
-            yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk))
+            yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk),
+                               window_key(index * config.shard_size + start, config))
+
+
+def window_key(position: int, config: PrecomputeConfig) -> int:
+    """The number of the sort window the row at `position` (over all shards) falls in."""
+    per_shard = -(-config.shard_size // config.sort_window)
+    return position // config.shard_size * per_shard + position % config.shard_size // config.sort_window
 
 
 @dataclass
 class Preparation:
-    """How a window becomes teacher batches; picklable, so a worker process gets its own copy."""
+    """How a window becomes teacher batches; picklable, so a worker process gets its own copy. The tokenizers are
+    the Rust ones the Hugging Face tokenizers wrap: a worker needs nothing of transformers (nor of torch)."""
 
-    tokenizer: PreTrainedTokenizerBase
-    student_tokenizer: PreTrainedTokenizerBase | None
+    tokenizer: Tokenizer
+    pad_id: int
+    student_tokenizer: Tokenizer | None
     idf: IdfTable | None
     pooling: PoolingConfig
     batch_size: int
     token_states: bool = False  # find where each row's tokens sit in the teacher's input
 
-    def rows(self, records: list[Record]) -> list[PreparedRow]:
+    def rows(self, records: list[Record]) -> PreparedRows:
         return prepare_rows(records, self.tokenizer, self.pooling, self.idf, self.student_tokenizer, self.token_states)
 
-    def batches(self, rows: list[PreparedRow], computed: list[int]) -> list[Batch]:
-        return list(length_sorted_batches(rows, self.batch_size, self.tokenizer.pad_token_id or 0, computed))
+    def batches(self, rows: PreparedRows, computed: list[int]) -> list[Batch]:
+        return list(length_sorted_batches(rows, self.batch_size, self.pad_id, computed))
 
     def __call__(self, piece: RecordWindow) -> PreparedWindow:
         rows = self.rows(piece.records)
         return PreparedWindow(piece, rows, self.batches(rows, piece.computed))
 
 
-def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, workers: int) -> Iterator[PreparedWindow]:
-    """Each piece prepared, in order: here when workers is 1, else in that many spawned processes."""
-    if workers == 1:
+def prepared_windows(pieces: Iterator[RecordWindow], preparation: Preparation, group: WorkerGroup | None) -> Iterator[PreparedWindow]:
+    """Each piece prepared, in order: here without a group, else in its processes."""
+    if group is None:
         yield from map(preparation, pieces)
         return
-    pending: deque = deque()
-
-    def oldest() -> PreparedWindow:
-        piece, result = pending.popleft()
-        rows, batches = result.get()  # get() re-raises a worker's error
-        return PreparedWindow(piece, _unpack(piece, rows), [Batch(members.tolist(), *map(torch.from_numpy, arrays))
-                                                             for members, *arrays in batches])
-
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(preparation,)) as pool:  # leaving it terminates the pool
-        for piece in pieces:
-            work = ([r.text for r in piece.records], [r.target_text for r in piece.records], piece.computed)
-            pending.append((piece, pool.apply_async(_prepare_in_worker, work)))
-            if len(pending) > AHEAD_PER_WORKER * workers:
-                yield oldest()
-        while pending:
-            yield oldest()
+    group.everywhere(_install, preparation)
+    waiting: deque[RecordWindow] = deque()
+    for piece in pieces:
+        group.submit(piece.key, _prepare_in_worker, [r.text for r in piece.records], [r.target_text for r in piece.records],
+                     piece.computed)
+        waiting.append(piece)
+        if len(waiting) > AHEAD_PER_WORKER * group.size:
+            yield _taken_back(waiting.popleft(), group)
+    while waiting:
+        yield _taken_back(waiting.popleft(), group)
 
 
-_WORKER: dict[str, Preparation] = {}  # a worker process's Preparation, set once when it starts
+def _taken_back(piece: RecordWindow, group: WorkerGroup) -> PreparedWindow:
+    rows, batches = group.oldest()
+    return PreparedWindow(piece, replace(rows, records=piece.records), batches)
 
 
-def _start_worker(preparation: Preparation) -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker: the workers are the parallelism
+_WORKER: dict[str, Preparation] = {}  # a worker process's Preparation, installed before its first window
+
+
+def _install(preparation: Preparation) -> None:
     _WORKER["preparation"] = preparation
 
 
-def _prepare_in_worker(texts: list[str], targets: list[str | None], computed: list[int]) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
-    """A window's rows and batches as plain arrays. Only the texts cross over (the main process keeps the records and
-    their ids), and the batches come back made: both would cost the main process more than preparing them here."""
+def _prepare_in_worker(texts: list[str], targets: list[str | None], computed: list[int]) -> tuple[PreparedRows, list[Batch]]:
+    """A window's rows (without their records: the main process keeps those) and batches, as a few arrays each.
+    Only the texts cross over, and the batches come back made."""
     preparation = _WORKER["preparation"]
     rows = preparation.rows([Record("", text, "", target) for text, target in zip(texts, targets)])
-    batches = [[np.asarray(b.rows), b.input_ids.numpy(), b.attention_mask.numpy(), b.weights.numpy()]
-               for b in preparation.batches(rows, computed)]
-    return _pack(rows), batches
-
-
-# A window's rows cross back as a few flat arrays: unpickling thousands of small row objects would cost the main
-# process more than preparing them.
-_RAGGED = ("input_ids", "token_ids", "weights", "position_weights", "state_positions")
-
-
-def _pack(rows: list[PreparedRow]) -> list[np.ndarray]:
-    packed = [np.array([r.truncated for r in rows], dtype=bool)]
-    for name in _RAGGED:
-        parts = [np.asarray(getattr(r, name)) for r in rows]
-        packed += [np.array([len(p) for p in parts], dtype=np.int64), np.concatenate(parts) if parts else np.zeros(0)]
-    return packed
-
-
-def _unpack(piece: RecordWindow, packed: list[np.ndarray]) -> list[PreparedRow]:
-    truncated, ragged = packed[0].tolist(), {}
-    for k, name in enumerate(_RAGGED):
-        ragged[name] = split_by_lengths(packed[2 + 2 * k], packed[1 + 2 * k])
-    return [PreparedRow(r.id, r.text, r.target_text, input_ids=ragged["input_ids"][i], token_ids=ragged["token_ids"][i],
-                        weights=ragged["weights"][i], position_weights=ragged["position_weights"][i], truncated=truncated[i],
-                        state_positions=ragged["state_positions"][i])
-            for i, r in enumerate(piece.records)]
+    return replace(rows, records=[]), preparation.batches(rows, computed)

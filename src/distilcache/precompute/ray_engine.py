@@ -73,7 +73,8 @@ class _Teacher:
     @torch.inference_mode()
     def __call__(self, batch: pa.Table) -> pa.Table:
         (window,) = batch.to_pylist()  # batch_size=1: one window
-        piece = RecordWindow(window["shard"], window["start"], [Record(**r) for r in window["records"]], window["sources"], False)
+        piece = RecordWindow(window["shard"], window["start"], [Record(**r) for r in window["records"]], window["sources"], False,
+                             window["key"])
         prepared = self.preparation(piece)
         vectors = pooled_vectors(self.model, prepared.batches, len(prepared.rows), self.device, self.precision,
                                  self.config.pooling.layer, self.config.pooling.normalize)
@@ -86,6 +87,7 @@ def _windows(config: PrecomputeConfig, plan: dict[str, Any], todo: set[int]) -> 
     """The records of the shards still to do, one sort window a table: the local engine's windows."""
     for piece in record_windows(config, plan, todo):
         yield pa.table({"shard": pa.array([piece.shard], pa.int64()), "start": pa.array([piece.start], pa.int64()),
+                        "key": pa.array([piece.key], pa.int64()),
                         "records": pa.array([[asdict(r) for r in piece.records]], _RECORDS),
                         "sources": pa.array([piece.sources], pa.list_(pa.int64()))})
 

@@ -10,6 +10,7 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from distilcache.precompute.plan import (
     request_for,
     resolve_idf_source,
 )
+from distilcache.precompute.workers import WorkerGroup, worker_group, workers_for
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -84,13 +86,15 @@ def _teacher_precision(config: PrecomputeConfig) -> str:
     return resolve_precision(config.precision, resolve_device(config.device))
 
 
-def _engine(config: PrecomputeConfig) -> Callable[[PrecomputeConfig, dict[str, Any], IdfTable | None, Path], dict[str, Any]]:
-    """The teacher pass's engine: run_teacher(config, plan, idf, out) -> run info, resuming by the shards that exist."""
+def _engine(config: PrecomputeConfig, group: WorkerGroup | None) -> Callable[[PrecomputeConfig, dict[str, Any], IdfTable | None, Path],
+                                                                           dict[str, Any]]:
+    """The teacher pass's engine: run_teacher(config, plan, idf, out) -> run info, resuming by the shards that exist.
+    The local engine prepares in the group's processes; Ray's prepare on its actors."""
     if config.engine == "ray":
         from distilcache.precompute import ray_engine  # Ray is optional
 
         return ray_engine.run_teacher
-    return local_engine.run_teacher
+    return partial(local_engine.run_teacher, group=group)
 
 
 def _check_inputs_unchanged(config: PrecomputeConfig, request: dict[str, Any], out: Path) -> None:
@@ -120,21 +124,23 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             remove_run_files(out)
             log.info("%s is already complete with these settings (fingerprint %s): nothing to do", out, manifest["fingerprint"][:12])
             return manifest
-        if (out / PLAN_FILE).exists():
-            plan = read_json(out / PLAN_FILE)
-            check_same_request(request, plan, out)
-            if plan["idf"] is not None:
-                idf = IdfTable.load(out / IDF_FILE)
-                if idf.content_sha256() != plan["idf"]["content_sha256"]:
-                    raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
-            log.info("found a plan in %s with the same settings: resuming", out)
-        else:
-            if not config.partitioned:  # partitions plan side by side and write identical files
-                clear_unplanned(out)
-            plan, idf = make_plan(config, request, idf, out)
-            if config.push:
-                config.push()
-        run_info = _engine(config)(config, plan, idf, out)
+        # one group of processes for the whole run: they segment the IDF pass's rows, then prepare the same rows
+        with worker_group(workers_for(config.inputs, config.workers)) as group:
+            if (out / PLAN_FILE).exists():
+                plan = read_json(out / PLAN_FILE)
+                check_same_request(request, plan, out)
+                if plan["idf"] is not None:
+                    idf = IdfTable.load(out / IDF_FILE)
+                    if idf.content_sha256() != plan["idf"]["content_sha256"]:
+                        raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
+                log.info("found a plan in %s with the same settings: resuming", out)
+            else:
+                if not config.partitioned:  # partitions plan side by side and write identical files
+                    clear_unplanned(out)
+                plan, idf = make_plan(config, request, idf, out, group)
+                if config.push:
+                    config.push()
+            run_info = _engine(config, group)(config, plan, idf, out)
         _check_inputs_unchanged(config, request, out)
         if not config.partitioned:
             return finish(plan, run_info, out)

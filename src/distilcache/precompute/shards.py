@@ -30,7 +30,7 @@ from distilcache.precompute.preparation import Preparation
 from distilcache.precompute.seed import export_seed_layers
 from distilcache.precompute.token_vectors import compute_token_vectors, coverage, token_vectors_table, used_token_ids
 from distilcache.teacher.model import load_tokenizer
-from distilcache.teacher.prepare import PreparedRow
+from distilcache.teacher.prepare import PreparedRows, Ragged
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -52,28 +52,26 @@ def completed_shards(out: Path, plan: dict[str, Any]) -> set[int]:
     return done
 
 
-def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: str, states: list[np.ndarray | None] | None = None,
+def shard_table(rows: PreparedRows, vectors: np.ndarray, dim: int, dtype: str, states: list[np.ndarray | None] | None = None,
                 states_dim: int = 0) -> pa.Table:
     """A shard's rows; with states (precompute --token-states), each row's (tokens, states_dim) token states or None."""
     stored = vectors.astype(dtype)
     bad = np.flatnonzero(~np.isfinite(stored).all(axis=1))
     if len(bad):
-        raise ConfigError(f"non-finite vectors for ids {[rows[i].id for i in bad[:5]]}; with --dtype float16 use --dtype float32")
+        raise ConfigError(f"non-finite vectors for ids {[rows.records[i].id for i in bad[:5]]}; with --dtype float16 use --dtype float32")
 
-    def ragged(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
-        offsets = np.concatenate(([0], np.cumsum([len(a) for a in arrays]))).astype(np.int32)
-        values = np.concatenate(arrays) if arrays else np.zeros(0)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+    def ragged(column: Ragged, value_type: pa.DataType) -> pa.Array:
+        return pa.ListArray.from_arrays(pa.array(column.offsets.astype(np.int32)), pa.array(column.values, type=value_type))
 
     columns = {} if states is None else {"token_states": _states_column(rows, states, states_dim)}
     return pa.table(
         {
-            "id": pa.array([r.id for r in rows], pa.string()),
-            "text": pa.array([r.text for r in rows], pa.string()),
-            "target_text": pa.array([r.target_text for r in rows], pa.string()),
-            "token_ids": ragged([r.token_ids for r in rows], pa.int32()),
-            "weights": ragged([r.weights for r in rows], pa.float32()),
-            "truncated": pa.array([r.truncated for r in rows], pa.bool_()),
+            "id": pa.array([r.id for r in rows.records], pa.string()),
+            "text": pa.array([r.text for r in rows.records], pa.string()),
+            "target_text": pa.array([r.target_text for r in rows.records], pa.string()),
+            "token_ids": ragged(rows.token_ids, pa.int32()),
+            "weights": ragged(rows.weights, pa.float32()),
+            "truncated": pa.array(rows.truncated, pa.bool_()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), dim),
         }
         | columns,
@@ -81,11 +79,11 @@ def shard_table(rows: list[PreparedRow], vectors: np.ndarray, dim: int, dtype: s
     )
 
 
-def _states_column(rows: list[PreparedRow], states: list[np.ndarray | None], k: int) -> pa.Array:
+def _states_column(rows: PreparedRows, states: list[np.ndarray | None], k: int) -> pa.Array:
     present = [s for s in states if s is not None]
     values = np.concatenate(present) if present else np.zeros((0, k), dtype=np.float16)
     if not np.isfinite(values).all():
-        bad = [rows[i].id for i, s in enumerate(states) if s is not None and not np.isfinite(s).all()]
+        bad = [rows.records[i].id for i, s in enumerate(states) if s is not None and not np.isfinite(s).all()]
         raise ConfigError(f"token states overflow float16 for ids {bad[:5]}")
     offsets = np.concatenate(([0], np.cumsum([0 if s is None else len(s) for s in states]))).astype(np.int32)
     inner = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float16).reshape(-1)), k)
@@ -149,6 +147,7 @@ def _export_token_vectors(model: Any, config: PrecomputeConfig, plan: dict[str, 
 
 
 def preparation_for(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | None, out: Path) -> Preparation:
-    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR) if plan["student_tokenizer"] else None
-    return Preparation(load_tokenizer(out / TOKENIZER_DIR), student_tokenizer, idf, config.pooling, config.batch_size,
-                       token_states=config.token_states > 0)
+    tokenizer = load_tokenizer(out / TOKENIZER_DIR)
+    student_tokenizer = load_tokenizer(out / STUDENT_TOKENIZER_DIR).backend_tokenizer if plan["student_tokenizer"] else None
+    return Preparation(tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, student_tokenizer, idf, config.pooling,
+                       config.batch_size, token_states=config.token_states > 0)

@@ -17,7 +17,7 @@ from distilcache.cache_format.token_states import TokenProjection, read_projecti
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.preparation import PreparedWindow
 from distilcache.teacher.model import pooled_vectors
-from distilcache.teacher.prepare import Batch, PreparedRow
+from distilcache.teacher.prepare import Batch, PreparedRows
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +25,24 @@ METHOD = ("the teacher's state at the pooling layer at each position of token_id
           "mean, times its components (a PCA of the states of the first sort window), float16")
 
 
-def _picked(batch: Batch, hidden: torch.Tensor, rows: list[PreparedRow]) -> tuple[torch.Tensor, list[int], list[int]]:
+def _picked(batch: Batch, hidden: torch.Tensor, rows: PreparedRows) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """The states at the batch's rows' state positions, stacked (n, hidden) in float32; the rows that have
     positions (indices into rows) and how many each."""
-    members, counts, batch_index, positions = [], [], [], []
-    for b, member in enumerate(batch.rows):
-        where = rows[member].state_positions
-        if len(where):
-            members.append(member)
-            counts.append(len(where))
-            batch_index.append(np.full(len(where), b))
-            positions.append(where)
-    if not members:
-        return hidden.new_zeros((0, hidden.shape[-1]), dtype=torch.float32), [], []
-    index = [torch.from_numpy(np.concatenate(part)).to(hidden.device) for part in (batch_index, positions)]
+    counts = rows.state_positions.lengths[batch.rows]
+    has = counts > 0
+    members, counts = batch.rows[has], counts[has]
+    if not len(members):
+        return hidden.new_zeros((0, hidden.shape[-1]), dtype=torch.float32), members, counts
+    batch_index = np.repeat(np.flatnonzero(has), counts)
+    positions = rows.state_positions.take(members).values
+    index = [torch.from_numpy(part).to(hidden.device) for part in (batch_index, positions)]
     return hidden[index[0], index[1]].float(), members, counts
 
 
 class ProjectionFit:
     """Float64 sums of token states, from which their mean and principal components follow."""
 
-    def __init__(self, rows: list[PreparedRow], dim: int):
+    def __init__(self, rows: PreparedRows, dim: int):
         self.rows = rows
         self.count = 0
         self.total = torch.zeros(dim, dtype=torch.float64)
@@ -76,7 +73,7 @@ class StateCollector:
     """Each computed row's states of one window, projected: states[i] is row i's (tokens, k) float16 array, None
     for a row without state positions or not computed here (a repeated input takes its source row's)."""
 
-    def __init__(self, projection: TokenProjection, rows: list[PreparedRow], device: torch.device):
+    def __init__(self, projection: TokenProjection, rows: PreparedRows, device: torch.device):
         self.rows = rows
         self.mean = torch.from_numpy(projection.mean).to(device)
         self.components = torch.from_numpy(projection.components).to(device)
@@ -89,14 +86,14 @@ class StateCollector:
             self.states[member] = part
 
 
-def row_states(rows: list[PreparedRow], computed: list[np.ndarray | None], sources: list[int], k: int) -> list[np.ndarray | None]:
+def row_states(rows: PreparedRows, computed: list[np.ndarray | None], sources: list[int], k: int) -> list[np.ndarray | None]:
     """A shard's token_states column: row i's states when the teacher read its tokens (a repeated input's from
     the row computed for it), an empty list for a row without tokens, else None."""
     states: list[np.ndarray | None] = []
-    for row, source in zip(rows, sources):
-        if len(row.state_positions) != len(row.token_ids):
+    for positions, tokens, source in zip(rows.state_positions.lengths.tolist(), rows.token_ids.lengths.tolist(), sources):
+        if positions != tokens:
             states.append(None)
-        elif len(row.token_ids) == 0:
+        elif tokens == 0:
             states.append(np.zeros((0, k), dtype=np.float16))
         else:
             states.append(computed[source])

@@ -82,13 +82,13 @@ def pooled_vectors(model: torch.nn.Module, batches: Iterable[Batch], num_rows: i
     reads zeros."""
     vectors = np.zeros((num_rows, model.config.hidden_size), dtype=np.float32)
     for batch in batches:
-        inputs = {"input_ids": batch.input_ids.to(device, non_blocking=True),
-                  "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
+        inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device, non_blocking=True),
+                  "attention_mask": torch.from_numpy(batch.attention_mask).to(device, non_blocking=True)}
         with autocast(device, precision):
             hidden = forward_layer(model, inputs, layer)
         if on_states is not None:
             on_states(batch, hidden)
-        vectors[batch.rows] = pool(hidden, batch.weights.to(device, non_blocking=True), normalize).cpu().numpy()
+        vectors[batch.rows] = pool(hidden, torch.from_numpy(batch.weights).to(device, non_blocking=True), normalize).cpu().numpy()
         if on_batch is not None:
             on_batch(len(batch.rows))
     return vectors

@@ -1,30 +1,7 @@
-"""Pooling as one weighted sum: every mode is a weight per token position of the teacher input."""
+"""Pooling as one weighted sum: every mode is a weight per token position of the teacher input
+(prepare.position_weights, made with the batches on the CPU side)."""
 
-import numpy as np
 import torch
-
-
-def position_weights(mode: str, lengths: np.ndarray, content: np.ndarray, content_weights: np.ndarray,
-                     counts: np.ndarray) -> np.ndarray:
-    """Weights over every input position (special tokens included) of rows laid end to end: lengths[i] positions
-    for row i, content marks its non-special tokens (counts[i] of them), content_weights are their weights.
-
-    idf:  the IDF weights on content tokens, 0 on special tokens;
-    mean: the attention-masked mean over every position (the sentence-transformers convention);
-    cls:  all weight on the first position.
-    A row left with no content token (say, only zero-width characters) falls back to the mean,
-    so it still gets a finite vector.
-    """
-    row = np.repeat(np.arange(len(lengths)), lengths)
-    if mode == "cls":
-        weights = np.zeros(len(row), dtype=np.float32)
-        weights[(np.cumsum(lengths) - lengths)[lengths > 0]] = 1.0
-        return weights
-    weights = (1.0 / np.maximum(lengths, 1))[row].astype(np.float32)
-    if mode == "idf":
-        weights[counts[row] > 0] = 0.0
-        weights[content] = content_weights
-    return weights
 
 
 def pool(hidden: torch.Tensor, weights: torch.Tensor, normalize: bool) -> torch.Tensor:

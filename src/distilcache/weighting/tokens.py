@@ -5,6 +5,7 @@ from itertools import chain, repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tokenizers import Tokenizer  # the Rust tokenizer a Hugging Face fast tokenizer wraps
 
 from distilcache.weighting.idf import IdfTable
 from distilcache.weighting.weights import spans_weights
@@ -66,14 +67,15 @@ def split_by_lengths(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray
 
 
 def weighted_batch(
-    texts: list[str], tokenizer: "PreTrainedTokenizerBase", max_length: int, idf: IdfTable | None, smoothing: float,
+    texts: list[str], tokenizer: "PreTrainedTokenizerBase | Tokenizer", max_length: int, idf: IdfTable | None, smoothing: float,
     skip: int = 0,
 ) -> WeightedBatch:
     """Tokenise with offsets (truncating to max_length tokens, specials included) and weight each
     non-special token by the IDF rule; with idf=None every token of a text weighs the same. The first
     `skip` characters of every text (a teacher's input prefix, such as e5's "query: ") and whitespace
     weigh nothing, and the IDF weights come from the rest of the text alone.
-    The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch."""
+    The whole batch is weighted in a few numpy calls; a text's weights do not depend on its batch. The tokenizer is a
+    Hugging Face fast tokenizer or the Rust tokenizer it wraps."""
     if not texts:  # the tokenizer fails on an empty batch
         empty = np.zeros(0, dtype=np.int64)
         return WeightedBatch([], empty.astype(np.int32), empty, empty.astype(bool), empty.astype(np.int32), empty.astype(np.float32),
@@ -83,7 +85,7 @@ def weighted_batch(
     if cut.any():
         texts = [text[:limit] for text in texts]
     # the Rust tokenizer itself: what tokenizer(...) runs, without converting every field to Python lists
-    backend = tokenizer.backend_tokenizer
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else tokenizer.backend_tokenizer
     backend.no_padding()
     backend.enable_truncation(max_length)
     encodings = backend.encode_batch(texts)
