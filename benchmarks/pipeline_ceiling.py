@@ -1,10 +1,13 @@
 """The CPU side's ceiling (issue 19): precompute with a "null" teacher — all-MiniLM-L6-v2's tokenizer and
 embeddings with no transformer layer, so the forward costs almost nothing and what is left is the
-pipeline a GPU would wait on. Each part alone, then `precompute --workers N` end to end, side by side
-in one run, with the check that every N writes the same shards byte for byte.
+pipeline a GPU would wait on. Each part alone, then `distilcache precompute --workers N` end to end, side
+by side in one run, with the check that every N writes the same shards byte for byte.
 
     .venv/bin/python benchmarks/pipeline_ceiling.py [--rows 200000] [--workers 1,2]
 
+The end-to-end runs (and the `distilcache idf` runs) are the command line in a fresh process each, as a
+user runs them: start-up and imports included, no memo warmed by the steps before, and worker processes
+that import what the command imports (a spawned worker imports its parent's main module again).
 Rows: the Chinese corpus (../shared/data/corpus-zh) and English sentences (STS-B, WordNet glosses when
 wordnet-base is installed), shuffled together (seed 0): mixed zh/en as a query log would be.
 Writes benchmarks/results/PIPELINE_CEILING.md.
@@ -17,6 +20,8 @@ import platform
 import random
 import resource
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,9 +33,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from distilcache.cache_format import open_cache, write_shard
 from distilcache.inputs import InputSpec, Record, iter_corpus
-from distilcache.precompute import PoolingConfig, PrecomputeConfig, precompute
+from distilcache.precompute import PoolingConfig, PrecomputeConfig
 from distilcache.precompute.idf_pass import compute_idf
 from distilcache.precompute.preparation import Preparation, record_windows
+from distilcache.weighting import IdfTable
 from report import DATA, wordnet_sentences, write_result
 
 
@@ -67,10 +73,19 @@ def corpus(workdir: Path, rows: int) -> Path:
     return path
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU time, all its threads (not its children)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _children_cpu_seconds() -> float:
+    """CPU time of this process's finished children and theirs (the commands run below, their workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def command(*argv: str) -> tuple[float, float]:
+    """Run `distilcache argv...` in a fresh process: (wall seconds, CPU seconds of it and its workers)."""
+    started, cpu = time.perf_counter(), _children_cpu_seconds()
+    done = subprocess.run([str(Path(sys.executable).with_name("distilcache")), *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"distilcache {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started, _children_cpu_seconds() - cpu
 
 
 def rate(rows: int, seconds: float) -> str:
@@ -97,13 +112,13 @@ def main() -> None:
     table.append(("jieba.lcut alone", rate(len(records), time.perf_counter() - started), f"one process, {jieba_words:,} words"))
     started = time.perf_counter()
     idf = compute_idf(spec, progress=False)
-    table.append(("IDF pass", rate(len(records), time.perf_counter() - started), "one process"))
-    for workers in sorted({int(w) for w in args.workers.split(",")} - {1}):
-        started = time.perf_counter()
-        parallel = compute_idf(spec, progress=False, workers=workers)
-        assert parallel.content_sha256() == idf.content_sha256()
-        table.append((f"IDF pass, {workers} segmenting processes", rate(len(records), time.perf_counter() - started),
-                      "+ this one reading; the same table"))
+    table.append(("IDF pass", rate(len(records), time.perf_counter() - started), "in this process"))
+    for workers in [int(w) for w in args.workers.split(",")]:
+        idf_file = args.workdir / f"idf-{workers}.parquet"
+        seconds, cpu = command("idf", "--input", str(path), "--output", str(idf_file), "--workers", str(workers))
+        assert IdfTable.load(idf_file).content_sha256() == idf.content_sha256()
+        table.append((f"`distilcache idf --workers {workers}`", rate(len(records), seconds),
+                      f"a fresh process, start-up included; {cpu:.1f} CPU s in all; the same table"))
 
     tokenizer = AutoTokenizer.from_pretrained(teacher)
     config = PrecomputeConfig(teacher=teacher, inputs=spec, output=args.workdir / "unused")
@@ -113,20 +128,22 @@ def main() -> None:
     started = time.perf_counter()
     for piece in record_windows(config, plan, range(plan["num_shards"])):
         preparation(piece)  # not kept: the later steps run in this process and should not carry every prepared row
-    table.append(("preparation (tokenise with offsets, weight, batch)", rate(len(records), time.perf_counter() - started), "one process"))
+    table.append(("preparation (tokenise with offsets, weight, batch)", rate(len(records), time.perf_counter() - started),
+                  "in this process, after its IDF pass (segmentation memo warm, as in precompute)"))
 
     ends = {}
     for workers in [int(w) for w in args.workers.split(",")]:
         out = args.workdir / f"cache-workers-{workers}"
         shutil.rmtree(out, ignore_errors=True)
-        started, cpu = time.perf_counter(), _cpu_seconds()
-        manifest = precompute(PrecomputeConfig(teacher=teacher, inputs=spec, output=out, device="cpu", token_vectors=False, workers=workers))
-        ends[workers] = (time.perf_counter() - started, manifest)
+        seconds, cpu = command("precompute", "--teacher", str(teacher), "--input", str(path), "--output", str(out), "--device", "cpu",
+                               "--no-token-vectors", "--workers", str(workers))
+        manifest = open_cache(out).manifest
+        ends[workers] = (seconds, manifest)
         preparing = manifest["run"]["preparing_workers"]
         table.append((f"teacher pass, --workers {workers}", f"{manifest['run']['sentences_per_second']:,.0f}",
-                      "prepared in this process (a thread)" if preparing == 1 else f"{preparing} preparing processes + this one"))
-        table.append((f"this process's own CPU time, --workers {workers}", rate(len(records), _cpu_seconds() - cpu),
-                      "end to end: reading, the null forward, writing, and with workers handing out and taking back"))
+                      "prepared in the main process (a thread)" if preparing == 1 else f"{preparing} preparing processes + the main one"))
+        table.append((f"rows per CPU second, --workers {workers}", rate(len(records), cpu),
+                      f"end to end, every process of the run: {cpu:.1f} CPU s in {seconds:.1f} s"))
     first = next(iter(ends))
     cache = open_cache(args.workdir / f"cache-workers-{first}")
     shard_tables = [pq.read_table(cache.path / s["file"]) for s in cache.manifest["shards"]]
@@ -140,7 +157,7 @@ def main() -> None:
     first = next(iter(ends))
     for workers, (seconds, manifest) in ends.items():
         same = manifest["shards"] == ends[first][1]["shards"] and manifest["idf"] == ends[first][1]["idf"]
-        table.append((f"precompute end to end, --workers {workers}", rate(len(records), seconds),
+        table.append((f"`distilcache precompute` end to end, --workers {workers}", rate(len(records), seconds),
                       f"{ends[first][0] / seconds:.2f}x --workers {first}; shards and IDF table {'identical' if same else 'DIFFERENT'}"))
 
     lines = [f"# The CPU side's ceiling: precompute with a null teacher — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",

@@ -204,10 +204,10 @@ def test_an_input_that_changes_during_precompute_gives_no_cache(world, tmp_path,
     corpus = write_lines(tmp_path / "corpus.txt", SENTENCES)
     real_run_teacher = local_engine.run_teacher
 
-    def while_another_process_appends(config, plan, idf, out):
+    def while_another_process_appends(config, plan, idf, out, group):
         with open(corpus, "a", encoding="utf-8") as f:
             f.write("a line written while precompute ran\n")
-        return real_run_teacher(config, plan, idf, out)
+        return real_run_teacher(config, plan, idf, out, group)
 
     monkeypatch.setattr(local_engine, "run_teacher", while_another_process_appends)
     with pytest.raises(CacheError, match=rf"input changed while precompute ran: {corpus}"):

@@ -130,13 +130,18 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
 def _cmd_idf(args: argparse.Namespace) -> int:
     from distilcache.precompute.idf_pass import compute_idf, merge_idf_files, write_idf
+    from distilcache.precompute.workers import workers_for
 
     if bool(args.input) == bool(args.merge):
         raise ConfigError("give either --input files to count, or --merge partial tables")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.merge:
         table = merge_idf_files(args.merge)
     else:
-        table = compute_idf(_inputs(args, args.input), args.num_partitions, args.partition, args.on_duplicate_id == "keep-first")
+        inputs = _inputs(args, args.input)
+        table = compute_idf(inputs, args.num_partitions, args.partition, args.on_duplicate_id == "keep-first",
+                            workers=workers_for(inputs, args.workers))
     write_idf(table, args.output, (args.partition, args.num_partitions) if args.input and args.num_partitions > 1 else None)
     print(f"{args.output}: {len(table.df)} words over {table.num_documents} texts")
     return 0
@@ -376,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="idf.parquet to write")
     p.add_argument("--num-partitions", type=int, default=1)
     p.add_argument("--partition", type=int, default=0)
+    p.add_argument("--workers", type=int, default=_default(PrecomputeConfig, "workers"),
+                   help="processes that segment (at most one per 4 MiB of input); default: the cores but one (%(default)s here)")
     _add_input_options(p)
     p.set_defaults(run=_cmd_idf)
 
