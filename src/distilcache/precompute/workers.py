@@ -116,6 +116,9 @@ class WorkerGroup:
 
 def _serve(tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker: the workers are the parallelism
+    if hasattr(os, "nice"):
+        # the main process feeds the teacher: where both want a core, it goes first (a worker works ahead of need)
+        os.nice(10)
     while (task := tasks.get()) is not None:
         function, args = task
         try:
