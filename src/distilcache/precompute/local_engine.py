@@ -69,7 +69,7 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
               unit=" sent", mininterval=1, smoothing=0.1) as bar, torch.inference_mode(), \
             threads_beside(workers if group is not None else 0), ThreadPoolExecutor(1, thread_name_prefix="distilcache-write") as writer:
         shard_rows: list[PreparedRows] = []
-        shard_vectors: list[np.ndarray] = []
+        shard_vectors = np.empty((0, dim), dtype=np.float32)
         shard_states: list[np.ndarray | None] = []
         sources: list[int] = []
         writing: Future[None] | None = None
@@ -81,23 +81,26 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
             projection = token_projection(config, plan, out, model, first, done, device, precision)
             windows = chain([first], windows)
         for window in windows:
+            piece = window.piece
+            if piece.start == 0:  # the shard's vectors, each window's written in place
+                shard_vectors = np.empty((expected_rows(plan, piece.shard), dim), dtype=np.float32)
             collector = StateCollector(projection, window.rows, device) if projection is not None else None
-            vectors = pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer,
-                                     config.pooling.normalize, on_batch=bar.update, on_states=collector)
-            bar.update(len(window.rows) - len(window.piece.computed))  # the repeats, filled in below
+            pooled_vectors(model, window.batches, len(window.rows), device, precision, config.pooling.layer, config.pooling.normalize,
+                           on_batch=bar.update, on_states=collector, out=shard_vectors[piece.start : piece.start + len(window.rows)])
+            bar.update(len(window.rows) - len(piece.computed))  # the repeats, filled in below
             shard_rows.append(window.rows)
-            shard_vectors.append(vectors)
             shard_states += collector.states if collector is not None else []
-            sources += window.piece.sources
-            if window.piece.last:
+            sources += piece.sources
+            if piece.last:
                 rows = PreparedRows.concat(shard_rows)
-                vectors = np.concatenate(shard_vectors)[sources]  # a repeated input takes its first row's vector
+                repeats = np.flatnonzero(np.asarray(sources) != np.arange(len(sources)))
+                shard_vectors[repeats] = shard_vectors[np.asarray(sources)[repeats]]  # a repeated input takes its first row's vector
                 states = row_states(rows, shard_states, sources, config.token_states) if projection is not None else None
                 if writing is not None:
                     writing.result()
-                writing = writer.submit(store, window.piece.shard, rows, vectors, states)
+                writing = writer.submit(store, piece.shard, rows, shard_vectors, states)
                 rows_done += len(rows)
-                shard_rows, shard_vectors, shard_states, sources = [], [], [], []
+                shard_rows, shard_states, sources = [], [], []
         if writing is not None:
             writing.result()
     seconds = time.perf_counter() - started

@@ -75,12 +75,12 @@ def forward_layer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer
 
 def pooled_vectors(model: torch.nn.Module, batches: Iterable[Batch], num_rows: int, device: torch.device, precision: str,
                    layer: int, normalize: bool, on_batch: Callable[[int], None] | None = None,
-                   on_states: Callable[[Batch, torch.Tensor], None] | None = None) -> np.ndarray:
+                   on_states: Callable[[Batch, torch.Tensor], None] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """The teacher's pooled sentence vectors (num_rows, hidden) of prepared rows, in row order; call
     under torch.inference_mode(). on_batch gets each batch's size (progress bars), on_states each batch
     with its token states (batch, tokens, hidden). A row in no batch (a repeated input, filled in later)
-    reads zeros."""
-    vectors = np.zeros((num_rows, model.config.hidden_size), dtype=np.float32)
+    reads zeros, or keeps what `out` (float32 (num_rows, hidden): written into and returned) held."""
+    vectors = np.zeros((num_rows, model.config.hidden_size), dtype=np.float32) if out is None else out
     for batch in batches:
         inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device, non_blocking=True),
                   "attention_mask": torch.from_numpy(batch.attention_mask).to(device, non_blocking=True)}
