@@ -8,8 +8,9 @@ The caches: one precomputed with the null teacher of benchmarks/pipeline_ceiling
 with 0 layers: real tokens, weights and 384-dim float16 vectors) from --base-rows mixed zh/en rows,
 then tiled to each size (every tile's ids made unique, checksums and manifest rewritten: a valid cache
 that `distilcache verify` accepts). Per size, in a fresh process:
-- reading: every row group decoded into the training columns (one thread), then the scan training
-  starts with, then one epoch of padded training batches with no student (what an epoch costs the reader);
+- reading: every row group decoded into the training columns (one thread), again as training reads them
+  (a shuffled order, read-ahead threads), then the scan training starts with, then one epoch of padded
+  training batches with no student (what an epoch costs the reader);
 - training: one epoch of a deliberately tiny BiLSTM (embedding 16, LSTM 16, batch 1024), so that the epoch is
   about the reading and the memory, not the student.
 Then peak memory against --shuffle-buffer on the largest cache. And once, the smallest cache's rows
@@ -43,7 +44,8 @@ from distilcache.cache_format.writer import ROW_GROUP_ROWS, shard_entry, write_j
 from distilcache.inputs import InputSpec
 from distilcache.precompute import PrecomputeConfig, precompute
 from distilcache.train import TrainConfig, train
-from distilcache.train.data import COLUMNS, RowGroup, read_rows, row_groups, scan_cache, training_batches
+from distilcache.train.data import (COLUMNS, READ_AHEAD, READ_THREADS, RowGroup, read_ahead, read_rows, row_groups, scan_cache,
+                                    training_batches)
 
 
 def peak_mib() -> float:
@@ -106,6 +108,10 @@ def measure(cache_dir: Path, output: Path) -> dict[str, float]:
     rows = sum(len(read_rows(group, cache.dim)) for group in groups)
     read_seconds = time.perf_counter() - started
     started = time.perf_counter()
+    order = np.random.default_rng(0).permutation(len(groups))
+    assert sum(len(group) for group in read_ahead(order, lambda g: read_rows(groups[g], cache.dim))) == rows
+    read_ahead_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     scan = scan_cache(cache, 0.05, 1 << 20)
     scan_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -115,7 +121,8 @@ def measure(cache_dir: Path, output: Path) -> dict[str, float]:
     reading_peak = peak_mib()
     shutil.rmtree(output, ignore_errors=True)
     summary = train(TrainConfig(cache=cache_dir, output=output, embedding_dim=16, hidden=16, batch_size=1024, epochs=1, device="cpu"))
-    return {"rows": rows, "start_mib": start_peak, "read": rows / read_seconds, "scan": rows / scan_seconds, "batches": served / epoch_seconds,
+    return {"rows": rows, "start_mib": start_peak, "read": rows / read_seconds, "read_ahead": rows / read_ahead_seconds,
+            "scan": rows / scan_seconds, "batches": served / epoch_seconds,
             "reading_peak_mib": reading_peak, "train": summary["history"][0]["rows_per_second"], "train_peak_mib": peak_mib()}
 
 
@@ -174,15 +181,17 @@ def main() -> None:
              f"pyarrow {pa.__version__}; null-teacher caches (384-dim float16) tiled from {args.base_rows:,} mixed zh/en rows; "
              f"shuffle buffer {TrainConfig.shuffle_buffer:,} rows, batch 128; `.venv/bin/python benchmarks/training_stream.py "
              f"--sizes {args.sizes} --buffers {args.buffers}`", "",
-             "Reading: row groups decoded into the training columns, one thread; the scan before training (held-out split, "
+             "Reading: row groups decoded into the training columns, on one thread, then as training reads them (in a "
+             f"shuffled order, on {READ_THREADS} threads, {READ_AHEAD} groups ahead); the scan before training (held-out split, "
              "token ids, finite vectors); an epoch of padded batches with no student. Training: one epoch of a tiny "
              "BiLSTM (embedding 16, LSTM 16, batch 1024). Peaks are the process's maximum resident memory (VmHWM), after "
              "imports and opening the cache, after reading, after training; the last column is what holding every row's "
              "training columns would take (what training did before it streamed).", "",
-             "| rows | read rows/s | scan rows/s | batches rows/s | peak MiB: at the start, reading, training | training rows/s | "
-             "the training columns in memory, MiB |",
-             "|---|---|---|---|---|---|---|",
-             *[f"| {r['rows']:,} | {r['read']:,.0f} | {r['scan']:,.0f} | {r['batches']:,.0f} | {r['start_mib']:,.0f}, "
+             f"| rows | read rows/s, one thread | read rows/s, {READ_THREADS} threads | scan rows/s | batches rows/s | peak MiB: "
+             "at the start, reading, training | training rows/s | the training columns in memory, MiB |",
+             "|---|---|---|---|---|---|---|---|",
+             *[f"| {r['rows']:,} | {r['read']:,.0f} | {r['read_ahead']:,.0f} | {r['scan']:,.0f} | {r['batches']:,.0f} | "
+               f"{r['start_mib']:,.0f}, "
                f"{r['reading_peak_mib']:,.0f}, {r['train_peak_mib']:,.0f} | {r['train']:,.0f} | {r['in_memory_mib']:,.0f} |"
                for r in results], "",
              f"The same rows as shards were written before the vector column was stored plain (zstd and a dictionary on every "

@@ -108,7 +108,8 @@ def row_groups(cache: Cache) -> list[RowGroup]:
 def read_rows(group: RowGroup, dim: int, states_dim: int = 0) -> CacheRows:
     """The training columns of one row group (nothing is re-tokenised); with states_dim, the token states too."""
     columns = COLUMNS + (["token_states"] if states_dim else [])
-    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=columns)
+    # one thread per row group: the read-ahead threads are the parallelism, and pyarrow's own would contend with them
+    table = pq.ParquetFile(group.path, memory_map=True).read_row_group(group.index, columns=columns, use_threads=False)
     if table.num_rows != group.rows:
         raise CacheError(f"{group.path}: row group {group.index} holds {table.num_rows} rows, its metadata {group.rows}")
     offsets, token_ids = _flat_list(table["token_ids"].combine_chunks())
@@ -161,7 +162,7 @@ def scan_cache(cache: Cache, val_fraction: float, vocab_size: int, token_states:
     bad_ids: list[str] = []
     bad = train_rows = held_out_rows = 0
     with tqdm(total=cache.num_rows, desc="scanning cache", unit=" rows", mininterval=1) as bar:
-        for group, rows in zip(groups, _read_ahead(range(len(groups)), lambda g: read_rows(groups[g], cache.dim))):
+        for group, rows in zip(groups, read_ahead(range(len(groups)), lambda g: read_rows(groups[g], cache.dim))):
             if len(rows.token_ids) and not (0 <= rows.token_ids.min() and rows.token_ids.max() < vocab_size):
                 raise CacheError(f"{group.path}: row group {group.index} holds token ids outside the tokenizer's "
                                  f"0..{vocab_size - 1}")
@@ -218,7 +219,7 @@ def _by_length(members: np.ndarray, lengths: np.ndarray, batch_size: int) -> lis
     return [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
 
 
-def _read_ahead(groups: Iterable[int], read: Callable[[int], T]) -> Iterator[T]:
+def read_ahead(groups: Iterable[int], read: Callable[[int], T]) -> Iterator[T]:
     """read(group) for each group, in order, READ_AHEAD groups ahead on READ_THREADS threads (Parquet decoding
     runs without the GIL)."""
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="distilcache-read") as pool:
@@ -242,7 +243,7 @@ def _kept_rows(scan: CacheScan, order: np.ndarray, held_out: bool, dim: int,
         rows = read_rows(scan.groups[group], dim, scan.states_dim)
         return transform(rows.take(scan.members(group, held_out)))
 
-    return _read_ahead(order, read)
+    return read_ahead(order, read)
 
 
 def training_batches(scan: CacheScan, dim: int, transform: Callable[[CacheRows], CacheRows], batch_size: int,
