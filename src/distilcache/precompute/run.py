@@ -124,17 +124,18 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             remove_run_files(out)
             log.info("%s is already complete with these settings (fingerprint %s): nothing to do", out, manifest["fingerprint"][:12])
             return manifest
+        resuming = (out / PLAN_FILE).exists()
+        if resuming:
+            plan = read_json(out / PLAN_FILE)
+            check_same_request(request, plan, out)
+            if plan["idf"] is not None:
+                idf = IdfTable.load(out / IDF_FILE)
+                if idf.content_sha256() != plan["idf"]["content_sha256"]:
+                    raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
+            log.info("found a plan in %s with the same settings: resuming", out)
         # one group of processes for the whole run: they segment the IDF pass's rows, then prepare the same rows
         with worker_group(workers_for(config.inputs, config.workers)) as group:
-            if (out / PLAN_FILE).exists():
-                plan = read_json(out / PLAN_FILE)
-                check_same_request(request, plan, out)
-                if plan["idf"] is not None:
-                    idf = IdfTable.load(out / IDF_FILE)
-                    if idf.content_sha256() != plan["idf"]["content_sha256"]:
-                        raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
-                log.info("found a plan in %s with the same settings: resuming", out)
-            else:
+            if not resuming:
                 if not config.partitioned:  # partitions plan side by side and write identical files
                     clear_unplanned(out)
                 plan, idf = make_plan(config, request, idf, out, group)
