@@ -42,7 +42,7 @@ def prepared(cache_dir: Path, config: PrecomputeConfig, pooling: PoolingConfig) 
     idf = IdfTable.load(cache.idf_path) if cache.idf_path else None
     tokenizer = load_tokenizer(cache_dir / "tokenizer")
     preparation = Preparation(tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, None, idf, pooling, config.batch_size)
-    plan = {"num_shards": len(cache.manifest["shards"])}
+    plan = {"num_shards": len(cache.manifest["shards"]), "shard_size": config.shard_size, "total_rows": cache.num_rows}
     started = time.perf_counter()
     windows = [preparation(piece).batches for piece in record_windows(config, plan, range(plan["num_shards"]))]
     return windows, cache.num_rows / (time.perf_counter() - started)

@@ -124,7 +124,7 @@ def main() -> None:
     config = PrecomputeConfig(teacher=teacher, inputs=spec, output=args.workdir / "unused")
     preparation = Preparation(tokenizer.backend_tokenizer, tokenizer.pad_token_id or 0, None, idf, PoolingConfig(max_length=256),
                               config.batch_size)
-    plan = {"num_shards": -(-len(records) // config.shard_size)}
+    plan = {"num_shards": -(-len(records) // config.shard_size), "shard_size": config.shard_size, "total_rows": len(records)}
     started = time.perf_counter()
     for piece in record_windows(config, plan, range(plan["num_shards"])):
         preparation(piece)  # not kept: the later steps run in this process and should not carry every prepared row

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import CORPUS, write_lines
 from distilcache import open_cache, verify_cache
-from distilcache.cache_format import CacheError, CacheVerifyError
+from distilcache.cache_format import FORMAT_VERSION, CacheError, CacheVerifyError, shard_schema
+from distilcache.cache_format.writer import shard_entry
 from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
 
 
@@ -109,16 +110,12 @@ def test_a_missing_or_foreign_manifest_is_a_clear_error(cache, tmp_path):
 
 def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_column(cache, built_cache, teacher_dir):
     """Caches from before target_text lack the column (and student_vocab in the manifest)."""
-    import pyarrow.parquet as pq
-
-    from distilcache.cache_format.writer import shard_entry
-
     manifest = json.loads((cache / "manifest.json").read_text())
     for index, entry in enumerate(manifest["shards"]):
         pq.write_table(pq.read_table(cache / entry["file"]).drop_columns(["target_text"]), cache / entry["file"], compression="zstd")
         manifest["shards"][index] = shard_entry(cache, index, entry["rows"])
     (cache / "manifest.json").write_text(json.dumps(manifest))
-    assert [p.message.split(":")[0] for p in verify_cache(cache)] == ["schema differs from cache-format v1"] * 3
+    assert [p.message.split(":")[0] for p in verify_cache(cache)] == [f"schema differs from cache-format v{FORMAT_VERSION}"] * 3
     del manifest["student_vocab"]
     del manifest["export_token_vectors"]  # older still: only the "token_vectors" entry says they were exported
     (cache / "manifest.json").write_text(json.dumps(manifest))
@@ -128,3 +125,20 @@ def test_a_cache_made_before_parallel_text_still_opens_but_a_new_one_needs_the_c
     rerun = precompute(PrecomputeConfig(teacher=teacher_dir, inputs=[InputSpec(built_cache.parent / "corpus.txt")],
                                         output=cache, shard_size=5, device="cpu"))
     assert rerun["shards"] == manifest["shards"]
+
+
+def test_a_version_1_cache_still_verifies_and_reads_and_a_version_2_one_needs_required_vector_values(cache):
+    """Version 2 only declares the vector's values non-null; a version-1 cache's shards declare them nullable."""
+    manifest = json.loads((cache / "manifest.json").read_text())
+    before = open_cache(cache).vectors()
+    dim, dtype = manifest["vector"]["dim"], manifest["vector"]["dtype"]
+    for index, entry in enumerate(manifest["shards"]):
+        table = pq.read_table(cache / entry["file"])
+        pq.write_table(table.cast(shard_schema(dim, dtype, version=1)), cache / entry["file"])
+        manifest["shards"][index] = shard_entry(cache, index, entry["rows"])
+    assert pq.read_schema(cache / manifest["shards"][0]["file"]).field("vector").type.value_field.nullable
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    assert [p.message.split(":")[0] for p in verify_cache(cache)] == [f"schema differs from cache-format v{FORMAT_VERSION}"] * 3
+    (cache / "manifest.json").write_text(json.dumps(manifest | {"format_version": 1}))
+    assert verify_cache(cache) == []
+    np.testing.assert_array_equal(open_cache(cache).vectors(), before)

@@ -108,7 +108,7 @@ def _poison_one_vector(cache: Path) -> str:
     vectors[7, 3] = np.nan
     index = table.schema.get_field_index("vector")
     table = table.set_column(index, table.schema.field(index),
-                             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]))
+                             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), type=table.schema.field(index).type))
     pq.write_table(table, path, compression="zstd")
     _edit_json(cache / "manifest.json", lambda m: m["shards"][1].update(sha256=sha256_file(path), bytes=path.stat().st_size))
     return table["id"][7].as_py()
@@ -224,6 +224,18 @@ def test_resuming_in_another_precision_is_refused_naming_it(world, tmp_path, mon
     assert json.loads((out / "plan.json").read_text())["precision"] == "fp32"
     with pytest.raises(CacheMismatchError, match="precision: cache has 'fp32', this run has 'bf16'"):
         precompute(PrecomputeConfig(**(vars(config) | {"precision": "bf16"})))
+
+
+def test_a_cache_half_made_in_an_earlier_format_is_not_resumed(world, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+    config = PrecomputeConfig(teacher=world["teacher"], inputs=[InputSpec(world["corpus"])], output=out, device="cpu", shard_size=60)
+    record_shard_writes(monkeypatch, local_engine, crash_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        precompute(config)
+    plan = json.loads((out / "plan.json").read_text())
+    (out / "plan.json").write_text(json.dumps(plan | {"format_version": 1}))  # what an earlier distilcache planned
+    with pytest.raises(CacheError, match=r"plan\.json was planned in cache format 1, this distilcache writes 2"):
+        precompute(config)
 
 
 # ---------------------------------------------------------------- low: checked first, named clearly

@@ -18,7 +18,7 @@ from distilcache.cache_format.layout import (
 )
 from distilcache.cache_format.manifest import read_manifest, write_json_atomic
 from distilcache.cache_format.reader import Cache, open_cache
-from distilcache.cache_format.schema import shard_schema
+from distilcache.cache_format.schema import shard_schema, vector_type
 from distilcache.cache_format.verify import verify_cache
 from distilcache.cache_format.writer import CacheLock, write_parquet_atomic, write_shard
 
@@ -42,6 +42,7 @@ __all__ = [
     "read_manifest",
     "shard_name",
     "shard_schema",
+    "vector_type",
     "verify_cache",
     "write_json_atomic",
     "write_parquet_atomic",

@@ -3,7 +3,7 @@ from pathlib import Path
 from typing import Any
 
 from distilcache.cache_format.errors import CacheError
-from distilcache.cache_format.layout import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE
+from distilcache.cache_format.layout import FORMAT_NAME, MANIFEST_FILE, READABLE_VERSIONS
 from distilcache.cache_format.writer import write_json_atomic
 
 __all__ = ["check_format", "may_lack_target_text", "read_json", "read_manifest", "upgrade", "write_json_atomic"]
@@ -28,14 +28,14 @@ def read_json(path: Path, error: type[Exception] = CacheError) -> dict[str, Any]
 def check_format(manifest: dict[str, Any], path: Path) -> None:
     if manifest.get("format") != FORMAT_NAME:
         raise CacheError(f"{path}: not a distilcache manifest (format={manifest.get('format')!r})")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise CacheError(
             f"{path}: format_version {manifest.get('format_version')!r} is not supported "
-            f"(this distilcache reads version {FORMAT_VERSION})"
+            f"(this distilcache reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
 
 
-# what every version-1 manifest holds, with its JSON type: readers index these without looking first
+# what every manifest holds, with its JSON type: readers index these without looking first
 _REQUIRED = {"teacher": dict, "pooling": dict, "vector": dict, "inputs": list, "fingerprint": str, "tokenizer": dict,
              "rejected": dict, "total_rows": int, "shards": list, "stats": dict}
 _SHARD_FIELDS = {"file": str, "rows": int, "sha256": str}

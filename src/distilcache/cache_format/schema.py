@@ -1,12 +1,19 @@
 import pyarrow as pa
 
+from distilcache.cache_format.layout import FORMAT_VERSION
+
 VECTOR_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 
 
-def shard_schema(dim: int, dtype: str, token_states: int = 0) -> pa.Schema:
-    """Arrow schema of every shard row (cache-format v1); with token_states = k > 0, the optional last column."""
+def vector_type(dim: int, dtype: str, version: int = FORMAT_VERSION) -> pa.DataType:
+    """The `vector` column's type: dim values of dtype, declared non-null from format version 2 on."""
     if dtype not in VECTOR_DTYPES:
         raise ValueError(f"vector dtype must be one of {sorted(VECTOR_DTYPES)}, got {dtype!r}")
+    return pa.list_(pa.field("element", VECTOR_DTYPES[dtype], nullable=version < 2), dim)
+
+
+def shard_schema(dim: int, dtype: str, token_states: int = 0, version: int = FORMAT_VERSION) -> pa.Schema:
+    """Arrow schema of every shard row in that cache-format version; with token_states = k > 0, the optional last column."""
     schema = pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -19,7 +26,7 @@ def shard_schema(dim: int, dtype: str, token_states: int = 0) -> pa.Schema:
             # pooling weights aligned with token_ids; they sum to 1 (empty when no token is left)
             pa.field("weights", pa.list_(pa.float32()), nullable=False),
             pa.field("truncated", pa.bool_(), nullable=False),
-            pa.field("vector", pa.list_(VECTOR_DTYPES[dtype], dim), nullable=False),
+            pa.field("vector", vector_type(dim, dtype, version), nullable=False),
         ]
     )
     if not token_states:

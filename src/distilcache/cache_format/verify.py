@@ -90,12 +90,12 @@ def _check_shard(cache_dir: Path, entry: dict[str, Any], manifest: dict[str, Any
     problems = []
     if parquet.metadata.num_rows != entry["rows"]:
         problems.append(Problem(name, f"has {parquet.metadata.num_rows} rows, manifest says {entry['rows']}"))
-    expected = shard_schema(manifest["vector"]["dim"], manifest["vector"]["dtype"], _states_dim(manifest))
+    expected = shard_schema(manifest["vector"]["dim"], manifest["vector"]["dtype"], _states_dim(manifest), manifest["format_version"])
     actual = parquet.schema_arrow
     if "target_text" not in actual.names and may_lack_target_text(manifest):
         expected = expected.remove(expected.get_field_index("target_text"))
     if [(f.name, f.type) for f in actual] != [(f.name, f.type) for f in expected]:
-        problems.append(Problem(name, f"schema differs from cache-format v1: {actual} != {expected}"))
+        problems.append(Problem(name, f"schema differs from cache-format v{manifest['format_version']}: {actual} != {expected}"))
     return problems
 
 

@@ -98,7 +98,7 @@ def _compute_shards(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTabl
                 states = row_states(rows, shard_states, sources, config.token_states) if projection is not None else None
                 if writing is not None:
                     writing.result()
-                writing = writer.submit(store, piece.shard, rows, shard_vectors, states)
+                writing = writer.submit(store, piece.shard, rows, shard_vectors[: len(rows)], states)  # fewer: the input shrank
                 rows_done += len(rows)
                 shard_rows, shard_states, sources = [], [], []
         if writing is not None:

@@ -59,7 +59,8 @@ def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Contain
     augmenter = augmenter_for(config)
     records = accepted if augmenter is None else augmenter.records(accepted)
     for index in range(plan["num_shards"]):
-        chunk = list(islice(records, config.shard_size))
+        # the planned rows only: rows the input gained since are not computed (the run then refuses the changed input)
+        chunk = list(islice(records, min(plan["shard_size"], plan["total_rows"] - index * plan["shard_size"])))
         if index not in todo:
             continue
         first: dict[str, int] = {}

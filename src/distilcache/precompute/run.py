@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distilcache.cache_format import (
+    FORMAT_VERSION,
     IDF_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
@@ -127,6 +128,9 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
         resuming = (out / PLAN_FILE).exists()
         if resuming:
             plan = read_json(out / PLAN_FILE)
+            if plan.get("format_version") != FORMAT_VERSION:  # its shards would not match the ones written now
+                raise CacheError(f"{out / PLAN_FILE} was planned in cache format {plan.get('format_version')}, this distilcache "
+                                 f"writes {FORMAT_VERSION}: delete {out} and rerun")
             check_same_request(request, plan, out)
             if plan["idf"] is not None:
                 idf = IdfTable.load(out / IDF_FILE)

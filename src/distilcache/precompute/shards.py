@@ -20,6 +20,7 @@ from distilcache.cache_format import (
     CacheError,
     shard_name,
     shard_schema,
+    vector_type,
     write_parquet_atomic,
 )
 from distilcache.cache_format.errors import ConfigError
@@ -72,7 +73,7 @@ def shard_table(rows: PreparedRows, vectors: np.ndarray, dim: int, dtype: str, s
             "token_ids": ragged(rows.token_ids, pa.int32()),
             "weights": ragged(rows.weights, pa.float32()),
             "truncated": pa.array(rows.truncated, pa.bool_()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), dim),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), type=vector_type(dim, dtype)),
         }
         | columns,
         schema=shard_schema(dim, dtype, states_dim if states is not None else 0),
