@@ -1,5 +1,6 @@
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -285,6 +286,20 @@ def test_rows_sharing_a_teacher_input_share_its_vector_but_keep_their_own_studen
     np.testing.assert_array_equal(vectors[[1, 2]], vectors[[0, 0]])
     assert not np.allclose(vectors[3], vectors[0])
     assert tokens[0] == tokens[3] != tokens[1] != tokens[2]
+
+
+def test_a_worker_group_returns_results_in_order_and_raises_a_workers_error_or_death():
+    with workers.WorkerGroup(2) as group:
+        for key, (a, b) in enumerate([(7, 2), (9, 4), (10, 3), (5, 5)]):
+            group.submit(key * 3, divmod, a, b)  # keys 0, 3, 6, 9: workers 0, 1, 0, 1
+        assert [group.oldest() for _ in range(4)] == [(3, 1), (2, 1), (3, 1), (1, 0)]
+        group.submit(1, int, "not a number")
+        with pytest.raises(ValueError, match="invalid literal") as raised:
+            group.oldest()
+        assert "distilcache-worker-1" in "".join(raised.value.__notes__)
+        group.submit(0, os._exit, 3)
+        with pytest.raises(RuntimeError, match="distilcache-worker-0 .* ended with exit code 3"):
+            group.oldest()
 
 
 def test_worker_processes_write_the_same_cache_byte_for_byte(teacher_dir, tmp_path, monkeypatch):
