@@ -1,6 +1,7 @@
 """--engine ray: Ray Data actors write the cache the local engine writes, and resume a crashed run."""
 
 import importlib
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import make_teacher, recombined_sentences, record_shard_writes, write_lines
 from distilcache import open_cache, verify_cache
 from distilcache.cli import main
-from distilcache.precompute import InputSpec, PrecomputeConfig, precompute
+from distilcache.precompute import InputSpec, PrecomputeConfig, precompute, workers
 
 ray = pytest.importorskip("ray")
 from distilcache.precompute import ray_engine  # needs ray
@@ -87,3 +88,24 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "distilcache.precompute.ray_engine")
     with pytest.raises(ImportError, match=r"pip install 'distilcache\[ray\]'"):
         importlib.import_module("distilcache.precompute.ray_engine")
+
+
+def test_the_ray_engine_counts_the_idf_in_worker_processes_that_end_before_its_pass(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "BYTES_PER_WORKER", 1)  # this small corpus gets the processes
+    started, alive_at_the_pass = [], []
+    real_init, real_run_teacher = workers.WorkerGroup.__init__, ray_engine.run_teacher
+
+    def init(self, size):
+        started.append(size)
+        real_init(self, size)
+
+    def run_teacher(*args):
+        alive_at_the_pass.extend(p.name for p in multiprocessing.active_children() if p.name.startswith("distilcache-worker"))
+        return real_run_teacher(*args)
+
+    monkeypatch.setattr(workers.WorkerGroup, "__init__", init)
+    monkeypatch.setattr(ray_engine, "run_teacher", run_teacher)
+    out = tmp_path / "cache"
+    precompute(PrecomputeConfig(**(vars(_config(world["teacher"], world["inputs"], out)) | {"workers": 2})))
+    assert started == [2] and alive_at_the_pass == []
+    _assert_same_cache(out, world["local"])

@@ -10,7 +10,6 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from distilcache.precompute.plan import (
     request_for,
     resolve_idf_source,
 )
-from distilcache.precompute.workers import WorkerGroup, worker_group, workers_for
+from distilcache.precompute.workers import worker_group, workers_for
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -87,15 +86,14 @@ def _teacher_precision(config: PrecomputeConfig) -> str:
     return resolve_precision(config.precision, resolve_device(config.device))
 
 
-def _engine(config: PrecomputeConfig, group: WorkerGroup | None) -> Callable[[PrecomputeConfig, dict[str, Any], IdfTable | None, Path],
-                                                                           dict[str, Any]]:
-    """The teacher pass's engine: run_teacher(config, plan, idf, out) -> run info, resuming by the shards that exist.
-    The local engine prepares in the group's processes; Ray's prepare on its actors."""
+def _engine(config: PrecomputeConfig) -> Callable[..., dict[str, Any]]:
+    """The teacher pass's engine: run_teacher(config, plan, idf, out[, group]) -> run info, resuming by the shards that
+    exist. The local engine prepares in a worker group's processes when given one; Ray's prepare on its actors."""
     if config.engine == "ray":
         from distilcache.precompute import ray_engine  # Ray is optional
 
         return ray_engine.run_teacher
-    return partial(local_engine.run_teacher, group=group)
+    return local_engine.run_teacher
 
 
 def _check_inputs_unchanged(config: PrecomputeConfig, request: dict[str, Any], out: Path) -> None:
@@ -137,7 +135,8 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
                 if idf.content_sha256() != plan["idf"]["content_sha256"]:
                     raise CacheError(f"{out / IDF_FILE} does not match {PLAN_FILE}; delete {out} and rerun")
             log.info("found a plan in %s with the same settings: resuming", out)
-        # one group of processes for the whole run: they segment the IDF pass's rows, then prepare the same rows
+        # one group of processes: they segment the IDF pass's rows, then prepare the same rows for the local engine (Ray
+        # prepares on its own workers: there the group ends with the plan)
         with worker_group(workers_for(config.inputs, config.workers)) as group:
             if not resuming:
                 if not config.partitioned:  # partitions plan side by side and write identical files
@@ -145,7 +144,10 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
                 plan, idf = make_plan(config, request, idf, out, group)
                 if config.push:
                     config.push()
-            run_info = _engine(config, group)(config, plan, idf, out)
+            if config.engine == "local":
+                run_info = _engine(config)(config, plan, idf, out, group)
+        if config.engine == "ray":
+            run_info = _engine(config)(config, plan, idf, out)
         _check_inputs_unchanged(config, request, out)
         if not config.partitioned:
             return finish(plan, run_info, out)
