@@ -66,7 +66,8 @@ def bare_forward(teacher: Path, texts: list[str], batch_size: int, device: torch
         start = time.perf_counter()
         for batch in batches:
             with autocast(device, precision):
-                model(input_ids=torch.from_numpy(batch.input_ids).to(device), attention_mask=torch.from_numpy(batch.attention_mask).to(device)).last_hidden_state.cpu()
+                model(input_ids=torch.from_numpy(batch.input_ids).to(device),
+                      attention_mask=torch.from_numpy(batch.attention_mask).to(device)).last_hidden_state.cpu()
         if device.type == "cuda":
             torch.cuda.synchronize()
     return len(texts) / (time.perf_counter() - start)

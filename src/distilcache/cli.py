@@ -20,6 +20,7 @@ from distilcache.cache_format.summary import describe
 from distilcache.evaluate.config import EvaluationConfig
 from distilcache.inputs import InputSpec
 from distilcache.precompute.config import AUGMENT_OPERATIONS, DTYPES, ENGINES, PRECISIONS, STUDENT_VOCABS, PrecomputeConfig
+from distilcache.precompute.workers import spare_cores
 from distilcache.student.backends import BACKENDS, EXPORT_MODULES
 from distilcache.teacher.config import POOLING_MODES, PoolingConfig
 from distilcache.train import config as train_config
@@ -360,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: run the teacher on Ray Data actors (pip install 'distilcache[ray]'; joins RAY_ADDRESS or starts a local Ray)")
     p.add_argument("--ray-workers", type=int, default=_default(PrecomputeConfig, "ray_workers"), help="--engine ray: teacher actors (one GPU each on CUDA)")
     p.add_argument("--workers", type=int, default=_default(PrecomputeConfig, "workers"),
-                   help="processes for the CPU side (the IDF pass, tokenising and weighting); default: the cores but one (%(default)s here)")
+                   help="processes for the CPU side (the IDF pass, tokenising and weighting), at most one per 4 MiB of input; default: "
+                        f"with a GPU the cores but one ({spare_cores()} here), on the CPU 1 (a thread: the teacher's forward needs "
+                        "the cores)")
     p.add_argument("--augment", type=int, default=_default(PrecomputeConfig, "augment"), metavar="K",
                    help="after each row, K variants of its text (word dropout, a deleted span, a crop, a local shuffle, or joined "
                         "with the row before), encoded by the teacher: more training pairs for students (ids <id>#aug<k>)")
@@ -381,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="idf.parquet to write")
     p.add_argument("--num-partitions", type=int, default=1)
     p.add_argument("--partition", type=int, default=0)
-    p.add_argument("--workers", type=int, default=_default(PrecomputeConfig, "workers"),
+    p.add_argument("--workers", type=int, default=spare_cores(),
                    help="processes that segment (at most one per 4 MiB of input); default: the cores but one (%(default)s here)")
     _add_input_options(p)
     p.set_defaults(run=_cmd_idf)

@@ -2,7 +2,6 @@
 
 import importlib.util
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("local", "ray")
 # what a variant of --augment may be (precompute/augment.py)
 AUGMENT_OPERATIONS = ("word_dropout", "span_deletion", "crop", "local_shuffle", "join", "word_replacement")
-
-
-def default_workers() -> int:
-    """The machine's cores minus one for the main process (reading, the teacher, writing), at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass
@@ -53,7 +47,7 @@ class PrecomputeConfig:
     augment: int = 0  # after each row, this many variants of its text, encoded by the teacher (precompute/augment.py)
     augment_seed: int = 0
     augment_operations: tuple[str, ...] = AUGMENT_OPERATIONS
-    workers: int = field(default_factory=default_workers)  # processes that read the IDF pass and prepare windows
+    workers: int | None = None  # processes for the IDF pass and preparing windows; None: by device (run.preparing_workers)
     push: Callable[[], None] | None = field(default=None, repr=False)  # set for a URI output: push the mirror
 
     @property
@@ -67,9 +61,11 @@ class PrecomputeConfig:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not (math.isfinite(self.pooling.smoothing) and self.pooling.smoothing >= 0):
             raise ConfigError(f"--smoothing must be a finite number >= 0, got {self.pooling.smoothing}")
-        for name in ("batch_size", "shard_size", "ray_workers", "sort_window", "workers"):
+        for name in ("batch_size", "shard_size", "ray_workers", "sort_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         if self.token_states < 0:
             raise ConfigError(f"--token-states must be >= 0, got {self.token_states}")
         if self.token_states and (self.partitioned or self.engine == "ray"):

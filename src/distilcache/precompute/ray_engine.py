@@ -187,7 +187,8 @@ def _run_actors(config: PrecomputeConfig, plan: dict[str, Any], idf: IdfTable | 
                 if pc.any(pc.not_equal(shard["shard"], index)).as_py():
                     raise RuntimeError(f"Ray returned the rows of shard {index} out of order")
                 shard = shard.set_column(shard.schema.get_field_index("vector"), "vector", shard["vector"].take(shard["source"]))
-                write_shard(out, index, shard.drop_columns(["shard", "source"]).cast(schema))  # the format's schema, whatever Ray's blocks say
+                # the format's schema, whatever Ray's blocks say
+                write_shard(out, index, shard.drop_columns(["shard", "source"]).cast(schema))
                 if config.push:  # a URI output: upload the shard now
                     config.push()
                 index = next(shards, None)

@@ -41,7 +41,7 @@ from distilcache.precompute.plan import (
     request_for,
     resolve_idf_source,
 )
-from distilcache.precompute.workers import worker_group, workers_for
+from distilcache.precompute.workers import spare_cores, worker_group, workers_for
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,14 @@ def _engine(config: PrecomputeConfig) -> Callable[..., dict[str, Any]]:
     return local_engine.run_teacher
 
 
+def preparing_workers(config: PrecomputeConfig) -> int:
+    """--workers, else by device: on the CPU 1, a thread of the main process (a CPU teacher's forward needs every core,
+    and preparing is a small part of its work); with a GPU (or Ray's teacher) the cores but one."""
+    if config.workers is not None:
+        return config.workers
+    return 1 if config.engine == "local" and resolve_device(config.device).type == "cpu" else spare_cores()
+
+
 def _check_inputs_unchanged(config: PrecomputeConfig, request: dict[str, Any], out: Path) -> None:
     """The rows were read twice (plan, teacher pass): a file changed meanwhile makes a cache that lies."""
     changed = [f"{spec.path} (sha256 {planned['sha256'][:12]}… when planned, {now[:12]}… now)"
@@ -137,7 +145,7 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
             log.info("found a plan in %s with the same settings: resuming", out)
         # one group of processes: they segment the IDF pass's rows, then prepare the same rows for the local engine (Ray
         # prepares on its own workers: there the group ends with the plan)
-        with worker_group(workers_for(config.inputs, config.workers)) as group:
+        with worker_group(workers_for(config.inputs, preparing_workers(config))) as group:
             if not resuming:
                 if not config.partitioned:  # partitions plan side by side and write identical files
                     clear_unplanned(out)

@@ -28,6 +28,11 @@ BYTES_PER_WORKER = 4 << 20  # of input: below this a process costs more to start
 _POLL_SECONDS = 1.0  # how often a wait for a result checks that its worker is still alive
 
 
+def spare_cores() -> int:
+    """The machine's cores but one, for the main process (reading, the teacher, writing); at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def workers_for(specs: list[InputSpec], workers: int) -> int:
     """Processes worth starting for these inputs: at most one per BYTES_PER_WORKER of input."""
     size = sum(spec.path.stat().st_size for spec in specs)

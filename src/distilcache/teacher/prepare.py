@@ -118,8 +118,12 @@ def prepare_rows(
     own = np.array([i for i, r in enumerate(records) if r.target_text is not None or separate_student], dtype=np.int64)
     separate = weighted_batch([records[i].text for i in own], student_tokenizer or tokenizer, pooling.max_length,
                               weight_idf, pooling.smoothing)
-    token_ids = Ragged.from_lengths(teacher.token_ids, teacher.counts).replaced(own, Ragged.from_lengths(separate.token_ids, separate.counts))
-    weights = Ragged.from_lengths(teacher.weights, teacher.counts).replaced(own, Ragged.from_lengths(separate.weights, separate.counts))
+
+    def student_side(shared: np.ndarray, own_values: np.ndarray) -> Ragged:
+        """Per row, the teacher tokenisation's values, or for the rows in own their own tokenisation's."""
+        return Ragged.from_lengths(shared, teacher.counts).replaced(own, Ragged.from_lengths(own_values, separate.counts))
+
+    token_ids, weights = student_side(teacher.token_ids, separate.token_ids), student_side(teacher.weights, separate.weights)
     truncated = teacher.truncated.copy()
     truncated[own] |= separate.truncated
     input_ids = Ragged.from_lengths(teacher.input_ids, teacher.lengths)
