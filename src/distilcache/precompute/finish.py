@@ -21,7 +21,8 @@ from distilcache.cache_format.token_states import read_projection
 from distilcache.cache_format.writer import remove_stale_tmp_files, shard_entry, write_text_atomic
 from distilcache.precompute.partitions import PARTITIONS_DIR, read_partials
 from distilcache.precompute.seed import seed_entry
-from distilcache.precompute.shards import completed_shards, expected_rows
+from distilcache.precompute.preparation import expected_rows
+from distilcache.precompute.shards import completed_shards
 from distilcache.precompute.token_states import METHOD as TOKEN_STATES_METHOD
 from distilcache.precompute.token_vectors import METHOD as TOKEN_VECTOR_METHOD
 

@@ -18,8 +18,8 @@ from distilcache.cache_format import write_shard
 from distilcache.devices import resolve_device, resolve_precision, threads_beside
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.prefetch import prefetch
-from distilcache.precompute.preparation import PreparedWindow, prepared_windows, record_windows
-from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
+from distilcache.precompute.preparation import PreparedWindow, expected_rows, prepared_windows, record_windows
+from distilcache.precompute.shards import describe_run, missing_extras, preparation_for, shard_table, shards_to_do
 from distilcache.precompute.token_states import StateCollector, row_states, token_projection
 from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.model import load_model, pooled_vectors

@@ -60,7 +60,7 @@ def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Contain
     records = accepted if augmenter is None else augmenter.records(accepted)
     for index in range(plan["num_shards"]):
         # the planned rows only: rows the input gained since are not computed (the run then refuses the changed input)
-        chunk = list(islice(records, min(plan["shard_size"], plan["total_rows"] - index * plan["shard_size"])))
+        chunk = list(islice(records, expected_rows(plan, index)))
         if index not in todo:
             continue
         first: dict[str, int] = {}
@@ -69,6 +69,11 @@ def record_windows(config: PrecomputeConfig, plan: dict[str, Any], todo: Contain
             end = start + config.sort_window
             yield RecordWindow(index, start, chunk[start:end], sources[start:end], end >= len(chunk),
                                window_key(index * config.shard_size + start, config))
+
+
+def expected_rows(plan: dict[str, Any], index: int) -> int:
+    """The rows of shard `index` in the plan."""
+    return min(plan["shard_size"], plan["total_rows"] - index * plan["shard_size"])
 
 
 def window_key(position: int, config: PrecomputeConfig) -> int:

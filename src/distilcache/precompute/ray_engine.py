@@ -52,8 +52,8 @@ from distilcache.cache_format import shard_schema, write_shard
 from distilcache.devices import resolve_device, resolve_precision
 from distilcache.inputs import Record
 from distilcache.precompute.config import PrecomputeConfig
-from distilcache.precompute.preparation import Preparation, RecordWindow, record_windows
-from distilcache.precompute.shards import describe_run, expected_rows, missing_extras, preparation_for, shard_table, shards_to_do
+from distilcache.precompute.preparation import Preparation, RecordWindow, expected_rows, record_windows
+from distilcache.precompute.shards import describe_run, missing_extras, preparation_for, shard_table, shards_to_do
 from distilcache.teacher.model import load_model, pooled_vectors
 from distilcache.weighting import IdfTable
 

@@ -8,7 +8,6 @@ file that exists (shards appear only by rename, so an existing one is complete).
 
 import errno
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,6 @@ def _teacher_precision(config: PrecomputeConfig) -> str:
     return resolve_precision(config.precision, resolve_device(config.device))
 
 
-def _engine(config: PrecomputeConfig) -> Callable[..., dict[str, Any]]:
-    """The teacher pass's engine: run_teacher(config, plan, idf, out[, group]) -> run info, resuming by the shards that
-    exist. The local engine prepares in a worker group's processes when given one; Ray's prepare on its actors."""
-    if config.engine == "ray":
-        from distilcache.precompute import ray_engine  # Ray is optional
-
-        return ray_engine.run_teacher
-    return local_engine.run_teacher
-
-
 def preparing_workers(config: PrecomputeConfig) -> int:
     """--workers, else by device: on the CPU 1, a thread of the main process (a CPU teacher's forward needs every core,
     and preparing is a small part of its work); with a GPU (or Ray's teacher) the cores but one."""
@@ -152,10 +141,13 @@ def _precompute_locked(config: PrecomputeConfig, out: Path) -> dict[str, Any]:
                 plan, idf = make_plan(config, request, idf, out, group)
                 if config.push:
                     config.push()
+            # the teacher pass's engines share run_teacher(config, plan, idf, out) -> run info, resuming by the shards that exist
             if config.engine == "local":
-                run_info = _engine(config)(config, plan, idf, out, group)
+                run_info = local_engine.run_teacher(config, plan, idf, out, group)
         if config.engine == "ray":
-            run_info = _engine(config)(config, plan, idf, out)
+            from distilcache.precompute import ray_engine  # Ray is optional
+
+            run_info = ray_engine.run_teacher(config, plan, idf, out)
         _check_inputs_unchanged(config, request, out)
         if not config.partitioned:
             return finish(plan, run_info, out)

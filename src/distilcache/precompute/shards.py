@@ -27,7 +27,7 @@ from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.layout import SEED_DIR, TOKEN_VECTORS_FILE
 from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.partitions import own_shards
-from distilcache.precompute.preparation import Preparation
+from distilcache.precompute.preparation import Preparation, expected_rows
 from distilcache.precompute.seed import export_seed_layers
 from distilcache.precompute.token_vectors import compute_token_vectors, coverage, token_vectors_table, used_token_ids
 from distilcache.teacher.model import load_tokenizer
@@ -35,10 +35,6 @@ from distilcache.teacher.prepare import PreparedRows, Ragged
 from distilcache.weighting import IdfTable
 
 log = logging.getLogger(__name__)
-
-
-def expected_rows(plan: dict[str, Any], index: int) -> int:
-    return min(plan["shard_size"], plan["total_rows"] - index * plan["shard_size"])
 
 
 def completed_shards(out: Path, plan: dict[str, Any]) -> set[int]:
