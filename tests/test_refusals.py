@@ -215,12 +215,18 @@ def test_an_input_that_changes_during_precompute_gives_no_cache(world, tmp_path,
     assert not (tmp_path / "c" / "manifest.json").exists()
 
 
-def test_resuming_in_another_precision_is_refused_naming_it(world, tmp_path, monkeypatch):
-    out = tmp_path / "c"
+def _interrupted_after_one_shard(world, out: Path, monkeypatch) -> PrecomputeConfig:
+    """A precompute killed after writing its first shard: plan.json and that shard are left."""
     config = PrecomputeConfig(teacher=world["teacher"], inputs=[InputSpec(world["corpus"])], output=out, device="cpu", shard_size=60)
     record_shard_writes(monkeypatch, local_engine, crash_after=1)
     with pytest.raises(KeyboardInterrupt):
         precompute(config)
+    return config
+
+
+def test_resuming_in_another_precision_is_refused_naming_it(world, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+    config = _interrupted_after_one_shard(world, out, monkeypatch)
     assert json.loads((out / "plan.json").read_text())["precision"] == "fp32"
     with pytest.raises(CacheMismatchError, match="precision: cache has 'fp32', this run has 'bf16'"):
         precompute(PrecomputeConfig(**(vars(config) | {"precision": "bf16"})))
@@ -228,10 +234,7 @@ def test_resuming_in_another_precision_is_refused_naming_it(world, tmp_path, mon
 
 def test_a_cache_half_made_in_an_earlier_format_is_not_resumed(world, tmp_path, monkeypatch):
     out = tmp_path / "c"
-    config = PrecomputeConfig(teacher=world["teacher"], inputs=[InputSpec(world["corpus"])], output=out, device="cpu", shard_size=60)
-    record_shard_writes(monkeypatch, local_engine, crash_after=1)
-    with pytest.raises(KeyboardInterrupt):
-        precompute(config)
+    config = _interrupted_after_one_shard(world, out, monkeypatch)
     plan = json.loads((out / "plan.json").read_text())
     (out / "plan.json").write_text(json.dumps(plan | {"format_version": 1}))  # what an earlier distilcache planned
     with pytest.raises(CacheError, match=r"plan\.json was planned in cache format 1, this distilcache writes 2"):
