@@ -2,6 +2,7 @@ import json
 import math
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import jieba
@@ -16,7 +17,9 @@ from conftest import CORPUS, EN, MIXED, ZH, recombined_sentences, record_shard_w
 from distilcache import open_cache
 from distilcache.cache_format import CacheError, CacheLock, CacheMismatchError, verify_cache
 from distilcache.precompute import InputSpec, PoolingConfig, PrecomputeConfig, precompute
+from distilcache.devices import threads_beside
 from distilcache.precompute import workers
+from distilcache.precompute.run import preparing_workers
 from distilcache.precompute import local_engine
 
 
@@ -300,6 +303,20 @@ def test_a_worker_group_returns_results_in_order_and_raises_a_workers_error_or_d
         group.submit(0, os._exit, 3)
         with pytest.raises(RuntimeError, match="distilcache-worker-0 .* ended with exit code 3"):
             group.oldest()
+
+
+def test_preparing_workers_default_to_a_thread_on_the_cpu_and_to_the_spare_cores_for_ray(teacher_dir, tmp_path):
+    config = _config(teacher_dir, [tmp_path / "c.txt"], tmp_path / "out")
+    assert config.workers is None and preparing_workers(config) == 1  # a CPU teacher's forward needs the cores
+    assert preparing_workers(replace(config, workers=3)) == 3
+    assert preparing_workers(replace(config, engine="ray")) == workers.spare_cores() == max(1, (os.cpu_count() or 1) - 1)
+
+
+def test_torch_keeps_to_the_cores_busy_processes_leave_and_gets_its_threads_back():
+    before = torch.get_num_threads()
+    with threads_beside(os.cpu_count() or 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_worker_processes_write_the_same_cache_byte_for_byte(teacher_dir, tmp_path, monkeypatch):
