@@ -49,8 +49,9 @@ def _unique(texts) -> list[str]:
     return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
 
 
-def wordnet_sentences() -> list[str]:
-    """Glosses and quoted examples from WordNet 3.0 (Debian wordnet-base), if installed."""
+def wordnet_sentences(examples_only: bool = False) -> list[str]:
+    """Glosses and quoted examples from WordNet 3.0 (Debian wordnet-base), if installed; examples_only: the
+    examples alone (sentences of use, where a gloss is a definition)."""
     found = []
     for part in ("noun", "verb", "adj", "adv"):
         path = Path(f"/usr/share/wordnet/data.{part}")
@@ -61,7 +62,10 @@ def wordnet_sentences() -> list[str]:
                 continue
             for piece in line.split("|", 1)[1].split(";"):
                 piece = piece.strip()
-                found.append(piece.strip('"') if piece.startswith('"') else piece)
+                if piece.startswith('"'):
+                    found.append(piece.strip('"'))
+                elif not examples_only:
+                    found.append(piece)
     return [s for s in _unique(found) if len(s.split()) >= 3]
 
 
