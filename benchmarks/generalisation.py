@@ -14,11 +14,12 @@ augmentation, the embedding anchor, token-level targets) are measured on the out
 the ablation; the fast preset, the seeded transformer and sentence-transformers' own distillation
 recipe (the real library) train on the same text for the same epochs. Every model is compared with the
 teacher used the sentence-transformers way (mean pooling), which is what a user would run instead.
-Selection is on STS-B dev; test is reported. Writes benchmarks/results/GENERALISATION.md.
+Selection is on STS-B dev; test is reported. Writes benchmarks/results/GENERALISATION.md (the levers) and
+GENERALISATION_DEFAULTS.md (train's defaults); --part makes one of them.
 
     apt-get install wordnet-base
     .venv/bin/pip install accelerate                  # sentence-transformers' trainer needs it
-    .venv/bin/python benchmarks/generalisation.py     # about 90 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/generalisation.py     # about two hours on 2 CPU cores, the defaults part about 50 minutes
 """
 
 import argparse
