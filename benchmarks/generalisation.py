@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import random
 import time
 from pathlib import Path
 
@@ -39,9 +38,8 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, _unique, command, command_block, run, start, train_once, wordnet_sentences, write_result
+from report import DATA, command, command_block, out_of_domain_corpus, run, start, train_once, write_result
 
-OUT_OF_DOMAIN_WORDNET = 40_536  # the in-domain corpus's 30,000 WordNet rows plus its 10,536 STS-B rows
 SETS = ["stsb-en/dev", "stsb-en/test"]
 ST_EPOCHS = 1  # the seeded transformer and the sentence-transformers recipe, on the same text
 
@@ -100,22 +98,6 @@ LEVERS = {
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4
 ST_LAYERS = [0, 5]
-
-
-def out_of_domain_corpus(workdir: Path, sentences: bool = False) -> list[Path]:
-    """WordNet and the HSK English sentences, nothing from STS-B: a sample of WordNet's glosses and examples
-    (mostly glosses, definitions), or (sentences) all its examples, which are sentences of use."""
-    from hsk_sentences_audio import load_sentences
-
-    wordnet = wordnet_sentences(examples_only=True) if sentences else random.Random(0).sample(wordnet_sentences(), OUT_OF_DOMAIN_WORDNET)
-    hsk = _unique(s["translation"]["en"] for s in load_sentences())
-    paths = []
-    for name, texts in {"wordnet_examples" if sentences else "wordnet": wordnet, "hsk_en": hsk}.items():
-        path = workdir / "corpus" / f"{name}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
-        paths.append(path)
-    return paths
 
 
 def sentence_transformers_distillation(teacher: Path, texts: list[str], output: Path, epochs: int) -> float:
