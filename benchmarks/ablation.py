@@ -26,7 +26,7 @@ import torch
 from distilcache.cache_format import open_cache
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import student_eval_model
-from report import DATA, _unique, command_block, out_of_domain_corpus, run, train_once, wordnet_sentences, write_result
+from report import DATA, _unique, command_block, out_of_domain_corpus, run, train_once, wordnet_sentences, write_corpus, write_result
 
 
 # variants name the LSTM size: B-E trained when the default was teacher dim / 2 (192 here). A-M and O use
@@ -68,13 +68,7 @@ def corpus(workdir: Path, wordnet_limit: int) -> list[Path]:
         "wordnet": random.Random(0).sample(wordnet, min(wordnet_limit, len(wordnet))),
         "hsk_en": _unique(s["translation"]["en"] for s in load_sentences()),
     }
-    paths = []
-    for name, texts in sources.items():
-        path = workdir / "corpus" / f"{name}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_corpus(workdir, sources)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ from distilcache.evaluate.encoders import TeacherEncoder, student_eval_model
 from distilcache.evaluate.report import markdown_tables
 from distilcache.precompute import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, HERE, REPO, _unique, command_block, run, static_eval_model, train_once
+from report import DATA, HERE, REPO, _unique, command_block, run, static_eval_model, train_once, write_corpus
 
 PREFIX = "query: "
 DEV_SETS = ["stsb-zh/dev.tsv", "afqmc/dev.tsv"]
@@ -79,13 +79,7 @@ def corpus(workdir: Path, rows: int | None) -> tuple[list[Path], dict[str, int]]
     if rows is not None:  # the same share of every source
         total = sum(len(texts) for texts in sources.values())
         sources = {name: texts[: max(1, rows * len(texts) // total)] for name, texts in sources.items()}
-    paths = []
-    for name, texts in sources.items():
-        path = workdir / "corpus" / f"{name}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
-        paths.append(path)
-    return paths, {name: len(texts) for name, texts in sources.items()}
+    return write_corpus(workdir, sources), {name: len(texts) for name, texts in sources.items()}
 
 
 def main() -> None:

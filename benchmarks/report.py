@@ -80,8 +80,13 @@ def out_of_domain_corpus(workdir: Path, sentences: bool = False) -> list[Path]:
 
     wordnet = wordnet_sentences(examples_only=True) if sentences else random.Random(0).sample(wordnet_sentences(), OUT_OF_DOMAIN_WORDNET)
     hsk = _unique(s["translation"]["en"] for s in load_sentences())
+    return write_corpus(workdir, {"wordnet_examples" if sentences else "wordnet": wordnet, "hsk_en": hsk})
+
+
+def write_corpus(workdir: Path, sources: dict[str, list[str]]) -> list[Path]:
+    """Each source as workdir/corpus/<name>.txt, a text per line with its whitespace collapsed; the paths."""
     paths = []
-    for name, texts in {"wordnet_examples" if sentences else "wordnet": wordnet, "hsk_en": hsk}.items():
+    for name, texts in sources.items():
         path = workdir / "corpus" / f"{name}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
