@@ -30,8 +30,10 @@ from report import DATA, _unique, command_block, out_of_domain_corpus, run, trai
 
 
 # variants name the LSTM size: B-E trained when the default was teacher dim / 2 (192 here). A-M and O use
-# the recipe before attention pooling and the faster-learning embedding became the default (variant P)
-NO_ATTENTION = ["--no-attention-pooling"]
+# the recipe before attention pooling and the faster-learning embedding became the default (variant P), and
+# A-Q the cached IDF weights, the default before uniform ones (variant R; where a variant names both, the last wins)
+IDF_WEIGHTS = ["--token-weights", "cache"]
+NO_ATTENTION = [*IDF_WEIGHTS, "--no-attention-pooling"]
 BEFORE = [*NO_ATTENTION, "--embedding-lr-scale", "1"]
 VARIANTS = {
     "A. issue-3 student: random init, LSTM states only, 256-d embedding": [*BEFORE, "--init", "random", "--no-concat-embeddings"],
@@ -48,13 +50,15 @@ VARIANTS = {
     "K. H trained 8 epochs instead of 4": [*BEFORE, "--init", "token-vectors", "--embedding-dim", "128", "--hidden", "64", "--epochs", "8"],
     "L. F with the token embedding frozen": [*NO_ATTENTION, "--init", "token-vectors", "--hidden", "128", "--embedding-lr-scale", "0"],
     "M. F with the token embedding at a tenth of the learning rate": [*NO_ATTENTION, "--init", "token-vectors", "--hidden", "128", "--embedding-lr-scale", "0.1"],
-    "N. F with attention pooling over the IDF weights": ["--init", "token-vectors", "--hidden", "128", "--attention-pooling",
+    "N. F with attention pooling over the IDF weights": [*IDF_WEIGHTS, "--init", "token-vectors", "--hidden", "128", "--attention-pooling",
                                                          "--embedding-lr-scale", "1"],
     "O. F with the token embedding at 3 times the learning rate": [*NO_ATTENTION, "--init", "token-vectors", "--hidden", "128", "--embedding-lr-scale", "3"],
-    "P. N with the token embedding at 3 times the learning rate (now the default)": ["--init", "token-vectors", "--hidden", "128",
-                                                                                     "--attention-pooling", "--embedding-lr-scale", "3"],
-    "Q. N with the token embedding at 10 times the learning rate": ["--init", "token-vectors", "--hidden", "128", "--attention-pooling",
+    "P. N with the token embedding at 3 times the learning rate": [*IDF_WEIGHTS, "--init", "token-vectors", "--hidden", "128",
+                                                                   "--attention-pooling", "--embedding-lr-scale", "3"],
+    "Q. N with the token embedding at 10 times the learning rate": [*IDF_WEIGHTS, "--init", "token-vectors", "--hidden", "128", "--attention-pooling",
                                                                     "--embedding-lr-scale", "10"],
+    "R. P pooling with uniform token weights instead of the cached IDF weights (now the default)": [
+        "--init", "token-vectors", "--hidden", "128", "--attention-pooling", "--embedding-lr-scale", "3", "--token-weights", "mean"],
 }
 
 

@@ -88,7 +88,7 @@ LEVERS = {
     "transformer-seeded-out-of-domain-mean-no-special-tokens": ("cache-out-of-domain-mean-seed", ["--student", "transformer", "--epochs",
                                                                                                    str(ST_EPOCHS), "--no-special-tokens"]),
     "bilstm-out-of-domain-special-tokens": ("cache-out-of-domain", ["--epochs", "4", "--special-tokens"]),
-    "bilstm-out-of-domain-token-weights-mean": ("cache-out-of-domain", ["--epochs", "4", "--token-weights", "mean"]),
+    "bilstm-out-of-domain-token-weights-cache": ("cache-out-of-domain", ["--epochs", "4", "--token-weights", "cache"]),
     "bilstm-out-of-domain-dropout-0.3": ("cache-out-of-domain", ["--epochs", "4", "--dropout", "0.3"]),
     "bilstm-out-of-domain-token-loss-1": ("cache-out-of-domain-seed-token-states-64", ["--epochs", "4", "--token-loss", "1"]),
     "bilstm-out-of-domain-token-loss-0.2": ("cache-out-of-domain-seed-token-states-64", ["--epochs", "4", "--token-loss", "0.2"]),

@@ -15,6 +15,7 @@ where a student exists) unless --fresh is given.
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import platform
@@ -30,11 +31,12 @@ import torch
 import transformers
 
 from distilcache.cache_format import open_cache
-from distilcache.cli import main as cli
+from distilcache.cli import build_parser, main as cli
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
+from distilcache.train import TrainConfig
 from distilcache.weighting import IdfTable
 
 HERE = Path(__file__).resolve().parent
@@ -178,9 +180,23 @@ def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: li
     """`distilcache train` into output, unless an earlier run finished there (reruns reuse students)."""
     argv = ["train", *argv, "--output", output]
     if (output / "summary.json").exists():
+        check_reused(argv, output)
         commands.append(command(argv, workdir) + "   # reused from an earlier run")
     else:
         run(argv, workdir, commands)
+
+
+def check_reused(argv: list[str | Path], output: Path) -> None:
+    """Refuse to reuse a student that argv would not train today (a default changed since, say): the report
+    would list a command that does not make it. Settings left to train (None, auto) resolve when it runs."""
+    asked = TrainConfig(**{k: v for k, v in vars(build_parser().parse_args([str(a) for a in argv])).items()
+                           if k in TrainConfig.__dataclass_fields__}).settings()
+    recorded = json.loads((output / "distilcache_student.json").read_text(encoding="utf-8"))["training"]
+    differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded
+                    and (list(v) if isinstance(v, tuple) else v) != recorded[k])
+    if differ:
+        raise SystemExit(f"{output}: trained with other {', '.join(differ)} than `distilcache {shlex.join(map(str, argv))}` "
+                         "gives today; move it away to retrain")
 
 
 def model2vec_model(teacher: Path) -> EvalModel:
@@ -260,9 +276,11 @@ def main() -> None:
         "",
         *command_block(commands, "benchmarks/report.py", parser.get_default("workdir")),
     ])
-    # tables made by their own scripts: ablation.py picks the BiLSTM recipe, seed_layers.py the
-    # transformer's seed layers, chinese_student.py trains on parallel-text targets
-    for file, title in [("ABLATION.md", "Student recipe ablation"), ("SEED_LAYERS.md", "Transformer seed layers"),
+    # tables made by their own scripts: generalisation.py trains the same students on a cache without STS-B's
+    # text, ablation.py picks the BiLSTM recipe, seed_layers.py the transformer's seed layers, chinese_student.py
+    # trains on parallel-text targets
+    for file, title in [("GENERALISATION_DEFAULTS.md", "The same students on text the cache never held (out of domain)"),
+                        ("ABLATION.md", "Student recipe ablation, in domain and out"), ("SEED_LAYERS.md", "Transformer seed layers"),
                         ("CHINESE.md", "A Chinese student from this English teacher (parallel-text targets)")]:
         if (args.out / file).exists():
             body = (args.out / file).read_text(encoding="utf-8").split("\n", 1)[1].strip()

@@ -26,7 +26,7 @@ def cache(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("options", [
-    {"student": "bilstm", "layers": 2},  # two layers: the second reads both directions of the first
+    {"student": "bilstm", "layers": 2, "token_weights": "cache"},  # two layers: the second reads both directions of the first
     {"student": "bilstm", "concat_embeddings": False, "hidden": 16, "attention_pooling": False},  # states alone, projected
     {"student": "transformer", "layers": 2, "hidden": 32, "attention_pooling": True},
 ], ids=["bilstm-2-layers", "bilstm-projected-no-attention", "transformer-attention"])

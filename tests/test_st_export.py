@@ -40,7 +40,7 @@ def _module_types(directory: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("options", [
-    {},  # the default BiLSTM: IDF weights, attention pooling
+    {"token_weights": "cache"},  # the default BiLSTM with the cached IDF weights (jieba at encode time), attention pooling
     {"student": "transformer", "layers": 1, "hidden": 32, "attention_pooling": True},
 ], ids=["bilstm", "transformer-attention"])
 def test_any_student_runs_in_sentence_transformers_through_the_distilcache_module(cache, tmp_path, options, capsys):

@@ -126,10 +126,14 @@ def test_the_transformer_student_is_a_standard_hugging_face_directory(small_cach
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 32
 
 
-def test_encode_sees_the_same_tokens_and_weights_as_training_and_save_load_round_trips(small_cache, tmp_path):
-    _train(small_cache, tmp_path / "s", epochs=2)
+@pytest.mark.parametrize("token_weights", ["cache", "mean"])
+def test_encode_sees_the_same_tokens_and_weights_as_training_and_save_load_round_trips(small_cache, tmp_path, token_weights):
+    _train(small_cache, tmp_path / "s", epochs=2, token_weights=token_weights)
     student = load_student(tmp_path / "s")
+    assert (student.idf is None) == (token_weights == "mean")
     rows = _all_rows(small_cache)
+    if token_weights == "mean":
+        rows.weights = np.repeat(1.0 / np.maximum(rows.lengths, 1), rows.lengths).astype(np.float32)
     from distilcache.weighting import weighted_tokens
 
     tokens = weighted_tokens(SENTENCES, student.tokenizer, student.info["pooling"]["max_length"], student.idf,

@@ -276,7 +276,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="the embedding table: the pieces the cache uses (and the special tokens), or the whole tokenizer; "
                         "auto (default): the cache's pieces for a vocabulary over 65,536 (a SentencePiece teacher's)")
     p.add_argument("--token-weights", "--pooling", choices=train_config.TOKEN_WEIGHTS, default=default("token_weights"),
-                   help="what the student pools with: the cached per-token (IDF) weights (default) or a plain mean")
+                   help="what the student pools with: uniform weights (mean, default) or the cached per-token IDF weights "
+                        "(cache; LTD-BERT's student, which then weights text with jieba at encode time too)")
     p.add_argument("--attention-pooling", action=argparse.BooleanOptionalAction, default=default("attention_pooling"),
                    help="learn a per-token score that reweights those weights (softmax of log weight + score); "
                         "default: on for a BiLSTM, off for a transformer")
