@@ -341,7 +341,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         "cache": identity | {"path": str(cache.path.resolve())},
         "training": config.settings() | {"lr": lr, "init": init},
     }
-    idf = IdfTable.load(cache.idf_path) if dev_sets and info["pooling"]["mode"] == "idf" else None
+    idf_file = cache.idf_path if info["pooling"]["mode"] == "idf" else None  # what encode weights with; a mean student needs none
+    idf = IdfTable.load(idf_file) if dev_sets and idf_file is not None else None
 
     def dev_spearman() -> dict[str, float]:
         """Spearman x100 on each --dev-sts set, the model encoding as its saved student will."""
@@ -390,7 +391,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         if score > state["best_score"]:
             state |= {"best_score": score, "best_fidelity": measured["fidelity"], "best_epoch": epoch, "bad_epochs": 0}
             save_student(output, model, info | {"best_epoch": epoch, "val_fidelity": measured["fidelity"]},
-                         cache.student_tokenizer_files, cache.idf_path, table_ids)
+                         cache.student_tokenizer_files, idf_file, table_ids)
         else:
             state["bad_epochs"] += 1
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
