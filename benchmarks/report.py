@@ -15,7 +15,6 @@ where a student exists) unless --fresh is given.
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import platform
@@ -36,6 +35,7 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
+from distilcache.student.directory import read_student_info
 from distilcache.train import TrainConfig
 from distilcache.weighting import IdfTable
 
@@ -191,7 +191,7 @@ def check_reused(argv: list[str | Path], output: Path) -> None:
     would list a command that does not make it. Settings left to train (None, auto) resolve when it runs."""
     asked = TrainConfig(**{k: v for k, v in vars(build_parser().parse_args([str(a) for a in argv])).items()
                            if k in TrainConfig.__dataclass_fields__}).settings()
-    recorded = json.loads((output / "distilcache_student.json").read_text(encoding="utf-8"))["training"]
+    recorded = read_student_info(output)["training"]
     differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded
                     and (list(v) if isinstance(v, tuple) else v) != recorded[k])
     if differ:
