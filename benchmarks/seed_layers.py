@@ -29,7 +29,7 @@ from distilcache.evaluate.metrics import paired_cosine
 from distilcache.pairs import spearman
 from distilcache.evaluate.run import held_out_rows
 from distilcache.precompute import PoolingConfig
-from distilcache.precompute.seed import seed_layer_indices
+from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.weighting import IdfTable
 from report import DATA, HERE, shown
 

@@ -11,12 +11,14 @@ from transformers import AutoModel
 from distilcache import hf_local, open_cache
 from distilcache.cache_format import CacheError, writer
 from distilcache.cache_format.errors import ConfigError
+from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.cache_format.split import split_by_id
-from distilcache.precompute.seed import export_seed_layers, seed_entry, seed_layer_indices
+from distilcache.precompute.seed import export_seed_layers, seed_entry
 from distilcache.student import load_student
 from distilcache.student.model import StudentConfig, bracket, pad_rows
 from distilcache.train import TrainConfig, data, train
 from distilcache.train import loop as loop_module
+from distilcache.train.build import build_student
 from distilcache.train.data import CacheRows, held_out_batches, read_rows, row_groups, scan_cache, training_batches
 
 SENTENCES = recombined_sentences(400)
@@ -230,6 +232,26 @@ def test_the_exported_seed_is_the_teachers_last_layer_and_the_manifest_says_so(t
     for name, value in seed.encoder.layer[0].state_dict().items():
         assert torch.equal(value, teacher.encoder.layer[2].state_dict()[name]), name
     assert seed_entry(tmp_path, 3)["layers"] == [2]
+
+
+def test_a_seed_of_three_layers_seeds_a_student_of_two_from_its_first_and_last(tmp_path):
+    teacher_dir = make_teacher(tmp_path / "teacher", texts=SENTENCES, layers=3)
+    teacher = AutoModel.from_pretrained(str(teacher_dir))
+    export_seed_layers(teacher, 3, tmp_path)
+    config = teacher.config
+
+    def student(layers: int):
+        return build_student(StudentConfig("transformer", config.vocab_size, config.hidden_size, 0, config.hidden_size, layers,
+                                           num_heads=config.num_attention_heads), seed_dir=tmp_path / "seed")
+
+    model = student(2).encoder.model
+    assert model.config.num_hidden_layers == 2 and model.config.distilcache_seed_layers == [0, 2]
+    for kept, teacher_layer in zip(model.encoder.layer, (0, 2)):
+        for name, value in kept.state_dict().items():
+            assert torch.equal(value, teacher.encoder.layer[teacher_layer].state_dict()[name]), name
+    assert student(1).encoder.model.config.distilcache_seed_layers == [2]
+    with pytest.raises(ConfigError, match="seed holds 3 teacher layers"):
+        student(4)
 
 
 def test_a_transformer_seeded_from_the_cache_starts_closer_to_the_teacher(small_cache, tmp_path):

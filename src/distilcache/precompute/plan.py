@@ -49,7 +49,7 @@ from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.idf_pass import IdfCounter
 from distilcache.precompute.partitions import PARTITIONS_DIR
 from distilcache.precompute.preparation import window_key
-from distilcache.precompute.seed import seed_layer_indices
+from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH
 from distilcache.teacher.model import describe_teacher, load_tokenizer

@@ -15,19 +15,7 @@ from torch import nn
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import SEED_DIR, TMP_PREFIX
-
-
-def seed_layer_indices(num_layers: int, keep: int) -> list[int]:
-    """The last layer, and for K > 1 the first, with the rest evenly spaced between (rounded half up).
-
-    Keeping the last layer matters most: the cached vectors live in its output space; with it, the
-    first beats DistilBERT's even spacing (benchmarks/seed_layers.py scores every pair untrained,
-    benchmarks/results/SEED_LAYERS.md)."""
-    if not 1 <= keep <= num_layers:
-        raise ConfigError(f"--export-seed-layers must be between 1 and the teacher's {num_layers} layers, got {keep}")
-    if keep == 1:
-        return [num_layers - 1]
-    return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
+from distilcache.cache_format.seed import seed_layer_indices
 
 
 def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path, token_ids: np.ndarray | None = None) -> None:

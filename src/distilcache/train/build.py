@@ -9,6 +9,7 @@ from torch import nn
 
 from distilcache import hf_local
 from distilcache.cache_format.errors import CacheError, ConfigError
+from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.student.model import BiLSTMEncoder, StudentConfig, StudentModel, TransformerEncoder
 
 
@@ -24,8 +25,9 @@ def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vec
                   table_ids: np.ndarray | None = None, unk_id: int | None = None) -> StudentModel:
     """A new student. With seed_dir, a transformer starts from the teacher layers stored there, its token
     embeddings cut to the rows of table_ids (the tokenizer id of each row of the student's table; default:
-    every id); with token_vectors (a row per table row x teacher dim), a BiLSTM's embedding starts from the
-    teacher's static vectors, PCA-reduced when its embedding_dim is smaller."""
+    every id) and to config.num_layers of them (first, last, evenly between, as the teacher's were picked);
+    with token_vectors (a row per table row x teacher dim), a BiLSTM's embedding starts from the teacher's
+    static vectors, PCA-reduced when its embedding_dim is smaller."""
     if config.kind == "bilstm":
         encoder = BiLSTMEncoder(config)
         model = StudentModel(config, encoder)
@@ -36,9 +38,23 @@ def build_student(config: StudentConfig, seed_dir: Path | None = None, token_vec
         if seed_dir is None:
             return StudentModel(config, TransformerEncoder.fresh(config))
         encoder = TransformerEncoder.load(seed_dir)
+        _keep_layers(encoder.model, config.num_layers)
         _cut_embeddings(encoder.model, np.arange(config.vocab_size) if table_ids is None else table_ids, config.pad_id, unk_id)
         return StudentModel(config, encoder)
     raise ConfigError(f"unknown student kind {config.kind!r}; expected bilstm or transformer")
+
+
+def _keep_layers(model: nn.Module, keep: int) -> None:
+    """Fewer layers than the seed holds: one cache exported with K layers seeds students of 1 to K layers."""
+    held = len(model.encoder.layer)
+    if keep > held:
+        raise ConfigError(f"the cache's seed holds {held} teacher layers; a seeded student cannot have {keep}")
+    picked = seed_layer_indices(held, keep)
+    teacher_layers = getattr(model.config, "distilcache_seed_layers", None)
+    model.encoder.layer = nn.ModuleList(model.encoder.layer[i] for i in picked)
+    model.config.num_hidden_layers = keep
+    if isinstance(teacher_layers, list) and len(teacher_layers) == held:
+        model.config.distilcache_seed_layers = [teacher_layers[i] for i in picked]
 
 
 def _cut_embeddings(model: nn.Module, table_ids: np.ndarray, pad_row: int, unk_id: int | None) -> None:

@@ -54,7 +54,7 @@ def _resolve_init(config: TrainConfig, cache: Cache) -> str:
         return config.init
     if config.student == "bilstm":
         return "token-vectors" if held["token-vectors"] else "random"
-    fits = held["seed"] and config.layers in (None, len(cache.seed_layers)) and config.hidden in (None, cache.dim)
+    fits = held["seed"] and (config.layers or 0) <= len(cache.seed_layers) and config.hidden in (None, cache.dim)
     return "seed" if fits else "random"
 
 
@@ -104,7 +104,7 @@ def _build_student(config: TrainConfig, init: str, cache: Cache, table_ids: np.n
     common = {"dropout": config.dropout, "attention_pooling": config.attention_pooling, **brackets}
     if init == "seed":
         seed = seed_config(cache.seed_dir)
-        student = StudentConfig("transformer", vocab_size, dim, pad_row, seed.hidden_size, seed.num_hidden_layers,
+        student = StudentConfig("transformer", vocab_size, dim, pad_row, seed.hidden_size, config.layers or seed.num_hidden_layers,
                                 num_heads=seed.num_attention_heads, max_positions=seed.max_position_embeddings, **common)
         return build_student(student, seed_dir=cache.seed_dir, table_ids=table_ids, unk_id=unk_id)
     if config.student == "transformer":
