@@ -30,13 +30,12 @@ import torch
 import transformers
 
 from distilcache.cache_format import open_cache
-from distilcache.cli import build_parser, main as cli
+from distilcache.cli import build_parser, config_for_train, main as cli
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.student.directory import read_student_info
-from distilcache.train import TrainConfig
 from distilcache.weighting import IdfTable
 
 HERE = Path(__file__).resolve().parent
@@ -189,8 +188,7 @@ def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: li
 def check_reused(argv: list[str | Path], output: Path) -> None:
     """Refuse to reuse a student that argv would not train today (a default changed since, say): the report
     would list a command that does not make it. Settings left to train (None, auto) resolve when it runs."""
-    asked = TrainConfig(**{k: v for k, v in vars(build_parser().parse_args([str(a) for a in argv])).items()
-                           if k in TrainConfig.__dataclass_fields__}).settings()
+    asked = config_for_train(build_parser().parse_args([str(a) for a in argv])).settings()
     recorded = read_student_info(output)["training"]
     differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded
                     and (list(v) if isinstance(v, tuple) else v) != recorded[k])

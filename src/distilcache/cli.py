@@ -179,10 +179,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_for_train(args: argparse.Namespace) -> TrainConfig:
+    """What `distilcache train` with these parsed options trains (benchmarks check reused students against it)."""
+    return TrainConfig(**_options(args, TrainConfig))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from distilcache.train.loop import train
 
-    summary = train(TrainConfig(**_options(args, TrainConfig)))
+    summary = train(config_for_train(args))
     print(f"student {args.output}: {summary['student']}, {summary['parameters']} parameters, held-out fidelity "
           f"{summary['best_val_fidelity']:.4f} (epoch {summary['best_epoch']}; untrained {summary['untrained_fidelity']:.4f})")
     return 0
