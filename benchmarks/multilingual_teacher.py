@@ -8,8 +8,9 @@ used the e5 way: "query: " before every text. Corpus: the 235k lines of ../share
 (STS-B-zh and AFQMC training text, OPPO-xiaobu unlabelled text, NLI sentences) and the HSK sentences
 in both languages; no dev or test sentence of any evaluation set. One precompute, four students
 (default BiLSTM, --preset fast, transformers seeded from the teacher's first and last layers, and from
-those and its middle one), and one side-by-side evaluation on STS-B-zh dev and test, AFQMC dev, LCQMC test, PAWS-X-zh test and
-English STS-B test, with CPU speed. Writes benchmarks/results/MULTILINGUAL.md and .json:
+those and its middle one), and one side-by-side evaluation on STS-B-zh dev and test, AFQMC dev,
+LCQMC test, PAWS-X-zh test and English STS-B test, with CPU speed. Writes
+benchmarks/results/MULTILINGUAL.md and .json:
 
     .venv/bin/python benchmarks/multilingual_teacher.py     # hours on 2 CPU cores; reruns reuse the cache and students
 

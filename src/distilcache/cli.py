@@ -265,7 +265,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=tuple(train_config.PRESETS), default=default("preset"),
                    help="BiLSTM sizes: default (the quality recipe) or fast (a PCA of the token vectors to a third of the "
                         "teacher dim and a small LSTM, for CPU speed); --hidden / --embedding-dim override")
-    p.add_argument("--layers", type=int, default=default("layers"), help="LSTM layers (default 1) or transformer layers (default 2; seeded: the seed's, or fewer of them)")
+    p.add_argument("--layers", type=int, default=default("layers"),
+                   help="LSTM layers (default 1) or transformer layers (default 2; seeded: the seed's, or fewer of them)")
     p.add_argument("--hidden", type=int, default=default("hidden"),
                    help="LSTM size per direction (default: teacher dim / 3; --preset fast: / 6) or transformer width (default 256)")
     p.add_argument("--embedding-dim", type=int, default=default("embedding_dim"),

@@ -41,6 +41,7 @@ from distilcache.cache_format.layout import (
 )
 from distilcache.cache_format.manifest import check_format, read_json, upgrade
 from distilcache.cache_format.paths import symlinks_under
+from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.cache_format.split import is_variant_id
 from distilcache.cache_format.writer import is_own_tmp_name, write_text_atomic
 from distilcache.inputs import Rejection, iter_corpus
@@ -49,7 +50,6 @@ from distilcache.precompute.config import PrecomputeConfig
 from distilcache.precompute.idf_pass import IdfCounter
 from distilcache.precompute.partitions import PARTITIONS_DIR
 from distilcache.precompute.preparation import window_key
-from distilcache.cache_format.seed import seed_layer_indices
 from distilcache.precompute.workers import WorkerGroup
 from distilcache.teacher.config import DEFAULT_MAX_LENGTH
 from distilcache.teacher.model import describe_teacher, load_tokenizer
