@@ -99,7 +99,7 @@ def test_a_table_of_the_cache_pieces_is_spread_back_over_the_whole_tokenizer(tmp
     train(TrainConfig(cache=tmp_path / "cache", output=tmp_path / "s", student="transformer", init="seed", token_weights="mean",
                       special_tokens=False, epochs=1, batch_size=32, device="cpu"))
     student = load_student(tmp_path / "s")
-    assert student.lookup is not None and student.model.config.vocab_size < 1000
+    assert student.reader is not None and student.model.config.vocab_size < 1000
     export_sentence_transformers(tmp_path / "s", tmp_path / "st", modules="plain")
     model = st.SentenceTransformer(str(tmp_path / "st"), device="cpu")
     assert model[0].auto_model.get_input_embeddings().num_embeddings == len(student.tokenizer)

@@ -376,8 +376,8 @@ def test_a_transformer_reads_its_pieces_between_the_teachers_special_tokens_whic
     _train(small_cache, tmp_path / "s", student="transformer", init="seed", token_weights="mean", vocabulary=vocabulary, epochs=1)
     student = load_student(tmp_path / "s")
     tokenizer, config = student.tokenizer, student.model.config
-    row = (lambda i: i) if student.lookup is None else (lambda i: int(student.lookup[i]))
-    assert (vocabulary == "cache") == (student.lookup is not None)
+    row = (lambda i: i) if student.reader is None else (lambda i: int(student.reader.lookup[i]))
+    assert (vocabulary == "cache") == (student.reader is not None)
     assert (config.start_id, config.end_id) == (row(tokenizer.cls_token_id), row(tokenizer.sep_token_id))
     # by hand: the saved Hugging Face model over [CLS] pieces [SEP] as the tokenizer makes them, the pieces' mean
     model = AutoModel.from_pretrained(str(tmp_path / "s")).eval()

@@ -34,8 +34,8 @@ from distilcache.student.directory import (
     weights_digest,
 )
 from distilcache.student.model import PaddedBatch, StudentModel, pad_rows
-from distilcache.student.vocabulary import reading_lookup
-from distilcache.weighting import IdfTable, WeightedBatch, weighted_batch
+from distilcache.student.vocabulary import PieceReader, TableRows
+from distilcache.weighting import IdfTable, weighted_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ class Student:
     """A loaded student: encode texts exactly as precompute weighted them, without any teacher."""
 
     def __init__(self, directory: Path, info: dict[str, Any], model: StudentModel, tokenizer: Any, idf: IdfTable | None,
-                 onnx_session: Any = None, backend: str = "torch", lookup: np.ndarray | None = None):
+                 onnx_session: Any = None, backend: str = "torch", reader: PieceReader | None = None):
         self.directory = directory
-        self.lookup = lookup  # tokenizer id -> embedding row, when the table holds only the cache's pieces
+        self.reader = reader  # tokenizer ids -> embedding rows, when the table holds only the cache's pieces
         self.backend = backend  # one of BACKENDS but auto: what runs the forward pass
         self.info = info
         self.model = model.eval()
@@ -87,11 +87,11 @@ class Student:
         show = len(texts) > batch_size if show_progress_bar is None else show_progress_bar
         with tqdm(total=len(texts), disable=not show, desc="encode", unit=" sent") as bar, torch.inference_mode():
             for start in range(0, len(texts), ENCODE_WINDOW):
-                token_ids, tokens = self.weighted(texts[start : start + ENCODE_WINDOW])
-                order = np.argsort(tokens.counts, kind="stable")
+                table = self.weighted(texts[start : start + ENCODE_WINDOW])
+                order = np.argsort(table.counts, kind="stable")
                 for b in range(0, len(order), batch_size):
                     members = order[b : b + batch_size]
-                    batch = pad_rows(token_ids, tokens.weights, tokens.starts[members], tokens.counts[members],
+                    batch = pad_rows(table.rows, table.weights, table.starts[members], table.counts[members],
                                      self.model.config.pad_id)
                     vectors = self._forward(batch)[:, :width]
                     if normalize_embeddings:
@@ -116,16 +116,19 @@ class Student:
                         "trained prefix would", self.directory, dim, trained)
         return dim
 
-    def weighted(self, texts: list[str]) -> tuple[np.ndarray, WeightedBatch]:
-        """The texts' tokens weighted as precompute weighted them, and their rows of the embedding table."""
+    def weighted(self, texts: list[str]) -> TableRows:
+        """The texts' tokens weighted as precompute weighted them, as rows of the embedding table."""
         pooling = self.info["pooling"]
         tokens = weighted_batch(texts, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
-        return (tokens.token_ids if self.lookup is None else self.lookup[tokens.token_ids]), tokens
+        if self.reader is None:
+            return TableRows(tokens.token_ids.astype(np.int64), tokens.weights, tokens.counts)
+        content = pooling["max_length"] - self.tokenizer.num_special_tokens_to_add(pair=False)
+        return self.reader.read(tokens.token_ids, tokens.weights, tokens.counts, limit=content)
 
     def padded(self, texts: list[str]) -> PaddedBatch:
         """One padded batch of the texts, in their order (what the forward pass reads)."""
-        token_ids, tokens = self.weighted(texts)
-        return pad_rows(token_ids, tokens.weights, tokens.starts, tokens.counts, self.model.config.pad_id)
+        table = self.weighted(texts)
+        return pad_rows(table.rows, table.weights, table.starts, table.counts, self.model.config.pad_id)
 
     def _forward(self, batch: PaddedBatch) -> np.ndarray:
         if self.onnx_session is not None:
@@ -174,11 +177,11 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
         backend = default_backend(info, device)
     tokenizer = hf_local.load_tokenizer(directory)
     idf = IdfTable.load(student_file(directory, IDF_FILE)) if info["pooling"]["mode"] == "idf" else None
-    lookup = _lookup(directory, model, tokenizer)
+    reader = _reader(directory, model, tokenizer)
     if backend == "torch":
-        return Student(directory, info, model, tokenizer, idf, lookup=lookup).to(device)
+        return Student(directory, info, model, tokenizer, idf, reader=reader).to(device)
     if backend == "torch-int8":
-        return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend, lookup=lookup)
+        return Student(directory, info, quantized_int8(model), tokenizer, idf, backend=backend, reader=reader)
     if not (directory / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{directory / ONNX_FILE} not found: run `distilcache export-onnx {directory}` first")
     import onnxruntime
@@ -189,15 +192,13 @@ def load_student(directory: str | Path, device: str | torch.device = "cpu", back
         raise StudentError(f"{directory / ONNX_FILE} was exported from other weights than the student's "
                            f"({'not recorded: an older export' if exported_from is None else 'training went on since'}): "
                            f"run `distilcache export-onnx {directory}` again")
-    return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend, lookup=lookup)
+    return Student(directory, info, model, tokenizer, idf, onnx_session=session, backend=backend, reader=reader)
 
 
-def _lookup(directory: Path, model: StudentModel, tokenizer: Any) -> np.ndarray | None:
-    """Tokenizer id -> embedding row for a table of the cache's pieces; a piece it lacks reads as unknown."""
+def _reader(directory: Path, model: StudentModel, tokenizer: Any) -> PieceReader | None:
+    """How a table of the cache's pieces reads tokenizer ids; None for a table of the whole tokenizer."""
     table_ids = read_table_ids(directory, model.config, len(tokenizer))
-    if table_ids is None:
-        return None
-    return reading_lookup(table_ids, len(tokenizer), tokenizer.unk_token_id, model.config.pad_id)
+    return None if table_ids is None else PieceReader(table_ids, tokenizer, model.config.pad_id)
 
 
 def encode_files(student: Student, inputs: list[InputSpec], output: Path, batch_size: int = 256,

@@ -117,5 +117,5 @@ def check_onnx(student_dir: Path, onnx_file: Path, texts: list[str] = CHECK_TEXT
     torch_student = load_student(student_dir, backend="torch")
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     onnx_student = Student(student_dir, torch_student.info, torch_student.model, torch_student.tokenizer,
-                           torch_student.idf, onnx_session=session, backend="onnx", lookup=torch_student.lookup)
+                           torch_student.idf, onnx_session=session, backend="onnx", reader=torch_student.reader)
     return float(np.abs(onnx_student.encode(texts) - torch_student.encode(texts)).max())

@@ -7,7 +7,8 @@ Two layouts:
   weights, no learned attention and no special tokens (train --no-special-tokens) fits: its tokens are
   the text's pieces without special tokens (the tokenizer is called with add_special_tokens=False), and
   a table of the cache's pieces is spread back over the whole tokenizer (a piece the table lacks gets
-  the unknown piece's row).
+  the mean of the rows that spell it: encode reads those rows one after another, one position can
+  only average them, so such a piece's text reads close to, not exactly as, encode reads it).
 - distilcache: one DistilcacheStudent module (student/st_module.py) over a copy of the student
   directory; any student, loaded with `trust_remote_code=True` (that imports the installed class).
 """
@@ -18,7 +19,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from distilcache.cache_format.errors import ConfigError
@@ -78,10 +78,10 @@ def _plain_modules(student: Student, hf_dir: Path) -> list[nn.Module]:
 
     encoder = copy.deepcopy(student.model.encoder.model)
     tokenizer = student.tokenizer
-    if student.lookup is not None:  # the table holds the cache's pieces: one row per tokenizer id again
-        rows = encoder.get_input_embeddings().weight.data[torch.from_numpy(student.lookup)]
-        encoder.set_input_embeddings(nn.Embedding.from_pretrained(rows.clone(), freeze=False, padding_idx=tokenizer.pad_token_id))
-        encoder.config.vocab_size, encoder.config.pad_token_id = len(student.lookup), tokenizer.pad_token_id
+    if student.reader is not None:  # the table holds the cache's pieces: one row per tokenizer id again
+        rows = student.reader.spread(encoder.get_input_embeddings().weight.data)
+        encoder.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False, padding_idx=tokenizer.pad_token_id))
+        encoder.config.vocab_size, encoder.config.pad_token_id = len(rows), tokenizer.pad_token_id
     encoder.save_pretrained(str(hf_dir))
     tokenizer.save_pretrained(str(hf_dir))
     # the student reads the text's pieces alone, cut where precompute cut them (max_length, specials included)

@@ -48,7 +48,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     first = np.array([position[t] for t in pairs.sentence1])
     second = np.array([position[t] for t in pairs.sentence2])
     targets, from_cache = _teacher_vectors(texts, student, config.cache)
-    token_ids, tokens = student.weighted(texts)
+    table = student.weighted(texts)
     dev = read_sts(config.dev) if config.dev is not None else None
     model, pad_id = student.model, student.model.config.pad_id
 
@@ -71,7 +71,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
             for start in range(0, len(order), config.batch_size):
                 members = order[start : start + config.batch_size]
                 rows = np.concatenate([first[members], second[members]])
-                batch = pad_rows(token_ids, tokens.weights, tokens.starts[rows], tokens.counts[rows], pad_id).to(device)
+                batch = pad_rows(table.rows, table.weights, table.starts[rows], table.counts[rows], pad_id).to(device)
                 vectors = model(batch.token_ids, batch.lengths, batch.weights)
                 loss = pair_loss(vectors, targets_t[torch.from_numpy(rows).to(device)], labels_t[torch.from_numpy(members).to(device)],
                                  config)

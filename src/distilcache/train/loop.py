@@ -31,7 +31,7 @@ from distilcache.pairs import pairs_spearman, read_sts
 from distilcache.student.directory import save_student
 from distilcache.student.encode import Student
 from distilcache.student.model import StudentConfig, StudentModel
-from distilcache.student.vocabulary import reading_lookup
+from distilcache.student.vocabulary import PieceReader
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig
 from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
@@ -284,7 +284,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         raise ConfigError(f"{cache.num_rows} rows split into {scan.train_rows} train / {scan.held_out_rows} held-out: "
                           "adjust --val-fraction")
     table_ids = _table_ids(config, tokenizer, scan, pad_id)
-    lookup = None if table_ids is None else reading_lookup(table_ids, len(tokenizer), tokenizer.unk_token_id, fallback_row=0)
+    reader = None if table_ids is None else PieceReader(table_ids, tokenizer, fallback_row=0)
+    lookup = None if reader is None else reader.lookup
     pad_row = pad_id if lookup is None else int(lookup[pad_id])
     brackets = _bracket_rows(config, tokenizer, lookup)
     if table_ids is not None:
@@ -346,7 +347,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
 
     def dev_spearman() -> dict[str, float]:
         """Spearman x100 on each --dev-sts set, the model encoding as its saved student will."""
-        student = Student(output, info, model, tokenizer, idf, lookup=lookup)
+        student = Student(output, info, model, tokenizer, idf, reader=reader)
         return {pairs.name: pairs_spearman(lambda texts: student.encode(texts, show_progress_bar=False), pairs) for pairs in dev_sets}
 
     params = sum(p.numel() for p in model.parameters())
