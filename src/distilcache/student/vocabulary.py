@@ -59,6 +59,7 @@ class PieceReader:
         pieces = tokenizer.convert_ids_to_tokens(table_ids.tolist())
         self._row_of = {piece: row for row, (token_id, piece) in enumerate(zip(table_ids.tolist(), pieces))
                         if token_id not in specials}
+        self._longest = max(map(len, self._row_of), default=0)  # no longer candidate can match
         # WordPiece marks a piece inside a word ("##"); a SentencePiece piece marks the start of a word instead ("▁")
         self._continuation = getattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix", None) or ""
         self._spelled: dict[int, list[int]] = {}
@@ -76,7 +77,7 @@ class PieceReader:
         body, rows, at = piece[len(marker):], [], 0
         while at < len(body):
             prefix = marker if at == 0 else self._continuation
-            for end in range(len(body), at, -1):
+            for end in range(min(len(body), at + self._longest), at, -1):
                 row = self._row_of.get(prefix + body[at:end])
                 if row is not None:
                     rows.append(row)
