@@ -122,8 +122,12 @@ class Student:
         tokens = weighted_batch(texts, self.tokenizer, pooling["max_length"], self.idf, pooling["smoothing"])
         if self.reader is None:
             return TableRows(tokens.token_ids.astype(np.int64), tokens.weights, tokens.counts)
-        content = pooling["max_length"] - self.tokenizer.num_special_tokens_to_add(pair=False)
-        return self.reader.read(tokens.token_ids, tokens.weights, tokens.counts, limit=content)
+        return self.reader.read(tokens.token_ids, tokens.weights, tokens.counts, limit=self.content_length)
+
+    @property
+    def content_length(self) -> int:
+        """The most pieces of a text the student reads: precompute's max_length less the tokenizer's special tokens."""
+        return self.info["pooling"]["max_length"] - self.tokenizer.num_special_tokens_to_add(pair=False)
 
     def padded(self, texts: list[str]) -> PaddedBatch:
         """One padded batch of the texts, in their order (what the forward pass reads)."""

@@ -85,8 +85,7 @@ def _plain_modules(student: Student, hf_dir: Path) -> list[nn.Module]:
     encoder.save_pretrained(str(hf_dir))
     tokenizer.save_pretrained(str(hf_dir))
     # the student reads the text's pieces alone, cut where precompute cut them (max_length, specials included)
-    content = student.info["pooling"]["max_length"] - tokenizer.num_special_tokens_to_add(pair=False)
-    transformer = Transformer(str(hf_dir), max_seq_length=content, processing_kwargs={"text": {"add_special_tokens": False}})
+    transformer = Transformer(str(hf_dir), max_seq_length=student.content_length, processing_kwargs={"text": {"add_special_tokens": False}})
     modules: list[nn.Module] = [transformer, Pooling(encoder.config.hidden_size, pooling_mode="mean")]
     projection = student.model.projection
     if projection is not None:

@@ -11,6 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from distilcache.weighting.tokens import positions_within, starts_of
+
 VOCABULARY_FILE = "vocabulary.safetensors"  # absent: the table holds the whole tokenizer, row i is token id i
 _KEY = "token_ids"
 
@@ -38,7 +40,7 @@ class TableRows:
 
     @property
     def starts(self) -> np.ndarray:
-        return np.concatenate(([0], np.cumsum(self.counts)[:-1])).astype(np.int64)
+        return starts_of(self.counts)
 
 
 class PieceReader:
@@ -117,9 +119,7 @@ class PieceReader:
             rows[first : first + len(spelled)] = spelled
         text = np.repeat(np.repeat(np.arange(len(counts)), counts), sizes)
         shares = np.repeat(np.asarray(weights, dtype=np.float64) / sizes, sizes)
-        spelled_counts = np.bincount(text, minlength=len(counts))
-        position = np.arange(len(rows)) - np.repeat(np.cumsum(spelled_counts) - spelled_counts, spelled_counts)
-        kept = position < np.maximum(counts, limit)[text]
+        kept = positions_within(np.bincount(text, minlength=len(counts))) < np.maximum(counts, limit)[text]
         rows, text, shares = rows[kept], text[kept], shares[kept]
         new_counts = np.bincount(text, minlength=len(counts)).astype(np.int64)
         if not kept.all():  # a text cut to the limit weighs 1 again

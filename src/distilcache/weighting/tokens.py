@@ -48,7 +48,7 @@ class WeightedBatch:
 
     @property
     def starts(self) -> np.ndarray:
-        return np.concatenate(([0], np.cumsum(self.counts)[:-1])).astype(np.int64)
+        return starts_of(self.counts)
 
     def per_text(self, values: np.ndarray, content: bool = True) -> list[np.ndarray]:
         """values laid out like token_ids (content=True) or like input_ids (False), cut into one view per text."""
@@ -56,8 +56,17 @@ class WeightedBatch:
 
     def content_positions(self) -> list[np.ndarray]:
         """Per text, where its non-special tokens sit in its input ids."""
-        in_text = np.arange(len(self.input_ids)) - np.repeat(np.cumsum(self.lengths) - self.lengths, self.lengths)
-        return self.per_text(in_text[self.content])
+        return self.per_text(positions_within(self.lengths)[self.content])
+
+
+def starts_of(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of lengths[0], lengths[1], ... items starts (int64)."""
+    return (np.cumsum(lengths) - lengths).astype(np.int64)
+
+
+def positions_within(lengths: np.ndarray) -> np.ndarray:
+    """For consecutive runs of lengths[0], lengths[1], ... items: each item's position within its run."""
+    return np.arange(int(np.sum(lengths))) - np.repeat(starts_of(lengths), lengths)
 
 
 def split_by_lengths(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -104,7 +113,7 @@ def weighted_batch(
         spans = (offsets + char_starts[text_of_token][:, None])[content]
         values = chain.from_iterable(chain(repeat(0.0, min(skip, len(text))), idf.char_idf(text[skip:])) for text in texts)
         char_w = np.fromiter(values, dtype=np.float64, count=int(char_starts[-1])) + smoothing
-        position = np.arange(len(char_w)) - np.repeat(char_starts[:-1], text_lengths)
+        position = positions_within(text_lengths)
         codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         char_w[(position < skip) | np.isin(codes, WHITESPACE)] = 0.0
         weights = spans_weights(char_w, spans, counts)
