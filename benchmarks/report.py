@@ -36,6 +36,7 @@ from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eva
 from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.student.directory import read_student_info
+from distilcache.train.loop import CHECKPOINT_FILE
 from distilcache.weighting import IdfTable
 
 HERE = Path(__file__).resolve().parent
@@ -176,13 +177,14 @@ def run(argv: list[str | Path], workdir: Path, commands: list[str]) -> None:
 
 
 def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: list[str]) -> None:
-    """`distilcache train` into output, unless an earlier run finished there (reruns reuse students)."""
+    """`distilcache train` into output, unless an earlier run finished there (reruns reuse students); a run cut off
+    there goes on from its last checkpoint."""
     argv = ["train", *argv, "--output", output]
     if (output / "summary.json").exists():
         check_reused(argv, output)
         commands.append(command(argv, workdir) + "   # reused from an earlier run")
     else:
-        run(argv, workdir, commands)
+        run([*argv, "--resume"] if (output / CHECKPOINT_FILE).exists() else argv, workdir, commands)
 
 
 def check_reused(argv: list[str | Path], output: Path) -> None:
