@@ -19,7 +19,8 @@ benchmarks/results/MULTILINGUAL.md and .json:
     .venv/bin/python benchmarks/multilingual_teacher.py     # hours on 2 CPU cores; reruns reuse the cache and students
 
 The model2vec row needs a model distilled from the teacher beforehand, in an environment of its own
-(model2vec[distill] pins an older transformers than distilcache's), and `pip install model2vec` here:
+(model2vec[distill] pins an older transformers than distilcache's), and `pip install model2vec` here;
+distil it while nothing else runs torch (beside a training run both fight for the cores and it crawls):
 
     python -m venv /tmp/m2v && /tmp/m2v/bin/pip install torch==2.13.0 "model2vec[distill]" scikit-learn
     /tmp/m2v/bin/python -c 'import sys; from model2vec.distill import distill; distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])' \
@@ -143,7 +144,8 @@ def main() -> None:
     parser.add_argument("--pooling", choices=["mean", "idf"], default="mean",
                         help="the cache's pooling (default mean, the e5 way: on STS-B-zh and AFQMC dev a student of it scored higher)")
     parser.add_argument("--bilstm-epochs", type=int, help="default: train's own (up to 10, the best on held-out fidelity)")
-    parser.add_argument("--transformer-epochs", type=int, default=2)
+    parser.add_argument("--transformer-epochs", type=int, default=3,
+                        help="on the 355k cache each of the first three raised held-out fidelity and raised or held every dev split")
     parser.add_argument("--model2vec", type=Path, help="a model2vec model distilled from the teacher (default: workdir/model2vec when it exists)")
     parser.add_argument("--max-pairs", type=int, default=5000, help="pairs per evaluation set at most (LCQMC test has 12,500)")
     args = parser.parse_args()

@@ -189,10 +189,12 @@ def train_once(argv: list[str | Path], output: Path, workdir: Path, commands: li
 
 def check_reused(argv: list[str | Path], output: Path) -> None:
     """Refuse to reuse a student that argv would not train today (a default changed since, say): the report
-    would list a command that does not make it. Settings left to train (None, auto) resolve when it runs."""
+    would list a command that does not make it. Settings left to train (None, auto) resolve when it runs; the
+    --dev-sts sets only report scores unless they pick the saved epoch (--select dev)."""
     asked = config_for_train(build_parser().parse_args([str(a) for a in argv])).settings()
     recorded = read_student_info(output)["training"]
-    differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded
+    reported_only = {"dev_sts"} if asked["select"] == recorded.get("select") == "fidelity" else set()
+    differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded and k not in reported_only
                     and (list(v) if isinstance(v, tuple) else v) != recorded[k])
     if differ:
         raise SystemExit(f"{output}: trained with other {', '.join(differ)} than `distilcache {shlex.join(map(str, argv))}` "
