@@ -205,6 +205,20 @@ def test_resume_against_another_cache_or_recipe_is_refused(small_cache, tmp_path
         _train(other, tmp_path / "s", epochs=1, resume=True)
 
 
+def test_resume_may_name_reporting_only_dev_sets_otherwise_but_not_selecting_ones(small_cache, tmp_path):
+    lines = ["sentence1\tsentence2\tscore"] + [f"{a}\t{b}\t{i % 5}" for i, (a, b) in enumerate(zip(SENTENCES[:30], SENTENCES[30:60]))]
+    dev = write_lines(tmp_path / "dev.tsv", lines)
+    renamed = Path(shutil.copy(dev, tmp_path / "renamed.tsv"))
+    _train(small_cache, tmp_path / "f", epochs=2, dev_sts=(dev,))
+    resumed = _train(small_cache, tmp_path / "f", epochs=2, dev_sts=(renamed,), resume=True)  # fidelity selects: the sets only report
+    assert [e["epoch"] for e in resumed["history"]] == [1, 2]
+    _train(small_cache, tmp_path / "d", epochs=1, dev_sts=(dev,), select="dev")
+    with pytest.raises(ValueError, match=r"training settings differ from the checkpoint's in \['dev_sts'\]"):
+        _train(small_cache, tmp_path / "d", epochs=1, dev_sts=(renamed,), select="dev", resume=True)
+    with pytest.raises(ValueError, match=r"training settings differ from the checkpoint's in \['select'\]"):
+        _train(small_cache, tmp_path / "f", epochs=2, dev_sts=(dev,), select="dev", resume=True)
+
+
 def test_early_stopping_keeps_the_best_epoch(small_cache, tmp_path):
     summary = _train(small_cache, tmp_path / "s", epochs=10, lr=1e-12, patience=2)
     assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1

@@ -157,6 +157,14 @@ class TrainConfig:
                   "special_tokens": False, "token_loss": 0.0}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """The settings in which recorded (a checkpoint's, upgraded) differs from this config's. Under --select
+        fidelity on both sides the --dev-sts sets only report scores, so resuming may name them otherwise."""
+        mine = self.settings()
+        reporting_only = mine["select"] == recorded.get("select") == "fidelity"
+        return sorted(k for k in mine.keys() | recorded.keys()
+                      if mine.get(k) != recorded.get(k) and not (k == "dev_sts" and reporting_only))
+
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
         def plain(value: Any) -> Any:

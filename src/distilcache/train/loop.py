@@ -319,11 +319,11 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
 
     if config.resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        stored = {"cache": checkpoint["cache"], "settings": TrainConfig.upgrade_settings(checkpoint["settings"])}
-        for key, label in (("cache", "cache"), ("settings", "training settings")):
-            expected = identity if key == "cache" else config.settings()
-            if stored[key] != expected:
-                fields = sorted(k for k in expected.keys() | stored[key].keys() if expected.get(k) != stored[key].get(k))
+        differences = {"cache": sorted(k for k in identity.keys() | checkpoint["cache"].keys()
+                                       if identity.get(k) != checkpoint["cache"].get(k)),
+                       "training settings": config.differences(TrainConfig.upgrade_settings(checkpoint["settings"]))}
+        for label, fields in differences.items():
+            if fields:
                 raise ConfigError(f"--resume: the {label} differ from the checkpoint's in {fields}; resume with the same ones or start a new --output")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
