@@ -6,7 +6,10 @@ Three corpora:
 - out-of-domain: 40,536 WordNet glosses and examples (mostly glosses, which are definitions) and the HSK
   English sentences, nothing from STS-B, at the same number of rows;
 - out-of-domain sentences: all 42,440 WordNet examples (sentences of use) and the HSK English sentences
-  (46,689 rows), nothing from STS-B: the "cache of general sentences" issue 18's target names.
+  (46,689 rows), nothing from STS-B: the "cache of general sentences" issue 18's target names;
+- general English at scale: all the English text that installs here (../shared/DATA.md), nothing from
+  STS-B: WordNet's glosses and examples, the HSK English sentences and Debian's English fortunes split
+  into sentences (about 200k rows, the size of issue 18's second target).
 
 Each cache trains the default BiLSTM, for train's own epochs (up to 10, chosen by held-out fidelity) as
 a user runs it, and for 4 epochs where the levers (the pooling the cache stores, teacher-side
@@ -14,10 +17,11 @@ augmentation, the embedding anchor, token-level targets) are measured on the out
 the ablation; the fast preset, the seeded transformer and sentence-transformers' own distillation
 recipe (the real library) train on the same text for the same epochs. Every model is compared with the
 teacher used the sentence-transformers way (mean pooling), which is what a user would run instead.
-Selection is on STS-B dev; test is reported. Writes benchmarks/results/GENERALISATION.md (the levers) and
-GENERALISATION_DEFAULTS.md (train's defaults); --part makes one of them.
+Selection is on STS-B dev; test is reported. Writes benchmarks/results/GENERALISATION.md (the levers),
+GENERALISATION_DEFAULTS.md (train's defaults) and GENERALISATION_SCALE.md (train's defaults on about 45k and
+about 200k rows); --part makes one of them.
 
-    apt-get install wordnet-base
+    apt-get install wordnet-base fortunes
     .venv/bin/pip install accelerate                  # sentence-transformers' trainer needs it
     .venv/bin/python benchmarks/generalisation.py     # about two hours on 2 CPU cores, the defaults part about 50 minutes
 """
@@ -27,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -38,7 +43,8 @@ from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
-from report import DATA, command, command_block, out_of_domain_corpus, run, start, train_once, write_result
+from report import (DATA, _unique, command, command_block, out_of_domain_corpus, run, start, train_once, wordnet_sentences, write_corpus,
+                    write_result)
 
 SETS = ["stsb-en/dev", "stsb-en/test"]
 ST_EPOCHS = 1  # the seeded transformer and the sentence-transformers recipe, on the same text
@@ -56,6 +62,7 @@ CACHES = {
     "cache-out-of-domain-mean-seed": ("out", ["--pooling", "mean", "--export-seed-layers", "2"]),
     "cache-out-of-domain-seed-token-states-64": ("out", ["--export-seed-layers", "2", "--token-states", "64"]),
     "cache-sentences": ("sentences", ["--export-seed-layers", "2"]),
+    "cache-general": ("general", []),
 }
 # what train gives as a user runs it, its own epochs (up to 10, held-out fidelity choosing one): student directory:
 # (cache directory, train options); the transformer for the epochs of sentence-transformers' recipe beside it
@@ -70,6 +77,13 @@ DEFAULTS = {
     "transformer-seeded-sentences": ("cache-sentences", ["--student", "transformer", "--epochs", str(ST_EPOCHS)]),
     "transformer-seeded-sentences-2-epochs": ("cache-sentences", ["--student", "transformer", "--epochs", "2"]),
     "transformer-seeded-sentences-default": ("cache-sentences", ["--student", "transformer"]),
+}
+# train's defaults on about 45k rows of general sentences and on about 200k rows of all the general English here
+SCALE = {
+    "bilstm-sentences-default": DEFAULTS["bilstm-sentences-default"],
+    "bilstm-sentences-fast-default": DEFAULTS["bilstm-sentences-fast-default"],
+    "bilstm-general-default": ("cache-general", []),
+    "bilstm-general-fast-default": ("cache-general", ["--preset", "fast"]),
 }
 # the levers: student directory: (cache directory, train options), 4 epochs as in the ablation, 2 over the caches
 # three times larger
@@ -98,6 +112,44 @@ LEVERS = {
 # sentence-transformers' own distillation recipe, the one a user would pick instead: the teacher cut to its
 # layers 0 and 5 (as the seeded transformer above), mean pooling, MSE to the teacher's embeddings, AdamW 1e-4
 ST_LAYERS = [0, 5]
+# Debian's English fortunes but drawings and the files of other languages
+FORTUNES = Path("/usr/share/games/fortunes")
+NOT_ENGLISH_PROSE = {"art", "ascii-art", "chinese", "tang300", "song100", "translate-me"}
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def english_fortunes() -> list[str]:
+    """The sentences of Debian's English fortunes (entries split by a line of "%"), attribution lines left out."""
+    files = sorted(p for p in FORTUNES.glob("*") if p.is_file() and not p.is_symlink() and not p.suffix and p.name not in NOT_ENGLISH_PROSE)
+    if not files:
+        raise SystemExit("the general English corpus needs Debian's fortunes: apt-get install fortunes")
+    found = []
+    for path in files:
+        for entry in path.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
+            text = " ".join(line.strip() for line in entry.splitlines() if not line.strip().startswith(("--", "\u2014")))
+            found += [s for s in SENTENCE_END.split(text) if len(s.split()) >= 3]
+    return _unique(found)
+
+
+def general_english_corpus(workdir: Path) -> list[Path]:
+    """All the general English text that installs here: WordNet's glosses and examples, the HSK English
+    sentences and the English fortunes, each text once and none that STS-B holds (any split)."""
+    from hsk_sentences_audio import load_sentences
+
+    stsb = {" ".join(s.split()) for split in ("train", "dev", "test")
+            for line in (DATA / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:] for s in line.split("\t")[:2]}
+    seen = set(stsb)
+    sources = {}
+    for name, texts in (("wordnet", wordnet_sentences()), ("hsk_en", [s["translation"]["en"] for s in load_sentences()]),
+                        ("fortunes_en", english_fortunes())):
+        kept = []
+        for text in texts:
+            text = " ".join(text.split())
+            if text and text not in seen:
+                seen.add(text)
+                kept.append(text)
+        sources[name] = kept
+    return write_corpus(workdir / "general", sources)
 
 
 def sentence_transformers_distillation(teacher: Path, texts: list[str], output: Path, epochs: int) -> float:
@@ -132,20 +184,26 @@ def sentence_transformers_distillation(teacher: Path, texts: list[str], output: 
 PARTS = {
     "levers": ("GENERALISATION.md", LEVERS, ["out"]),
     "defaults": ("GENERALISATION_DEFAULTS.md", DEFAULTS, ["sentences"]),
+    "scale": ("GENERALISATION_SCALE.md", SCALE, []),
 }
-CORPUS_NAMES = {"in": "in-domain", "out": "out-of-domain", "sentences": "out-of-domain sentences"}
+CORPUS_NAMES = {"in": "in-domain", "out": "out-of-domain", "sentences": "out-of-domain sentences", "general": "general English"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-ood"))
     parser.add_argument("--part", choices=[*PARTS, "all"], default="all",
-                        help="levers: GENERALISATION.md; defaults: GENERALISATION_DEFAULTS.md; all: both")
+                        help="levers: GENERALISATION.md; defaults: GENERALISATION_DEFAULTS.md; scale: GENERALISATION_SCALE.md; all: each")
     args = parser.parse_args()
     teacher = start(args.workdir, fresh=False)
-    corpora = {"in": in_domain_corpus(args.workdir / "in-domain", 30_000), "out": out_of_domain_corpus(args.workdir),
-               "sentences": out_of_domain_corpus(args.workdir, sentences=True)}
-    for part in PARTS if args.part == "all" else [args.part]:
+    builders = {"in": lambda: in_domain_corpus(args.workdir / "in-domain", 30_000),
+                "out": lambda: out_of_domain_corpus(args.workdir),
+                "sentences": lambda: out_of_domain_corpus(args.workdir, sentences=True),
+                "general": lambda: general_english_corpus(args.workdir)}
+    parts = PARTS if args.part == "all" else [args.part]
+    used = {CACHES[cache][0] for part in parts for cache, _ in PARTS[part][1].values()} | {c for part in parts for c in PARTS[part][2]}
+    corpora = {name: build() for name, build in builders.items() if name in used}  # only what the parts read: each needs its packages
+    for part in parts:
         run_part(part, teacher, corpora, args.workdir, parser.get_default("workdir"))
 
 
@@ -196,14 +254,15 @@ def run_part(part: str, teacher: Path, corpora: dict[str, list[Path]], workdir: 
         results.append((model, name, opened, summary, result))
         print(model.name, {k: round(v["spearman"], 2) for k, v in result["sts"].items()}, flush=True)
     top = {s: results[0][-1]["sts"][s]["spearman"] for s in SETS}
-    title = "what train gives by default" if part == "defaults" else "the levers"
+    title = {"defaults": "what train gives by default", "scale": "train's defaults on 45k and 200k rows", "levers": "the levers"}[part]
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = [f"# Students on text the cache never held (English), {title} — {now:%Y-%m-%d %H:%M} UTC", "",
              f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; all-MiniLM-L6-v2; run in "
              f"{(time.time() - started) / 60:.0f} min. Spearman x100 on STS-B; in brackets, the share of the teacher's score "
              "(mean pooling, as sentence-transformers runs it). In-domain: the cache holds STS-B's training sentences; "
              "out-of-domain: it holds nothing from STS-B (WordNet glosses and examples, and HSK), at the same number of source rows; "
-             "out-of-domain sentences: WordNet's example sentences and HSK, nothing from STS-B.", "",
+             "out-of-domain sentences: WordNet's example sentences and HSK, nothing from STS-B; general English: WordNet's "
+             "glosses and examples, HSK and Debian's English fortunes, no sentence of STS-B.", "",
              "| model | cache | cache rows | training rows seen | training minutes | STS-B dev | STS-B test | held-out fidelity |",
              "|---|---|---|---|---|---|---|---|"]
     for model, name, opened, summary, result in results:
