@@ -23,7 +23,7 @@ about 200k rows); --part makes one of them.
 
     apt-get install wordnet-base fortunes
     .venv/bin/pip install accelerate                  # sentence-transformers' trainer needs it
-    .venv/bin/python benchmarks/generalisation.py     # about two hours on 2 CPU cores, the defaults part about 50 minutes
+    .venv/bin/python benchmarks/generalisation.py     # about three hours on 2 CPU cores: defaults about 50 minutes, scale an hour
 """
 
 import argparse

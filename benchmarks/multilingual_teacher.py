@@ -183,9 +183,8 @@ def main() -> None:
 
         models.append(static_eval_model(StaticModel.from_pretrained(str(model2vec))))
     for name in students:
-        models.append(student_eval_model(args.workdir / f"{name}-{args.pooling}", backend="torch"))
-        if name.startswith("bilstm"):
-            models.append(student_eval_model(args.workdir / f"{name}-{args.pooling}", backend="torch-int8"))
+        for backend in ("torch", "torch-int8"):
+            models.append(student_eval_model(args.workdir / f"{name}-{args.pooling}", backend=backend))
     sets = [_capped(read_sts(DATA / name), args.max_pairs) for name in DEV_SETS + TEST_SETS + ENGLISH]
     results = evaluate_models(models, sets, opened, max_rows=2000, speed_sentences=2000)
     _write(args, results, sizes, commands, opened, time.time() - started)
