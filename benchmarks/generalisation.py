@@ -136,9 +136,8 @@ def general_english_corpus(workdir: Path) -> list[Path]:
     sentences and the English fortunes, each text once and none that STS-B holds (any split)."""
     from hsk_sentences_audio import load_sentences
 
-    stsb = {" ".join(s.split()) for split in ("train", "dev", "test")
+    seen = {" ".join(s.split()) for split in ("train", "dev", "test")  # STS-B's sentences, then each text kept
             for line in (DATA / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:] for s in line.split("\t")[:2]}
-    seen = set(stsb)
     sources = {}
     for name, texts in (("wordnet", wordnet_sentences()), ("hsk_en", [s["translation"]["en"] for s in load_sentences()]),
                         ("fortunes_en", english_fortunes())):
