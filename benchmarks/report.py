@@ -36,6 +36,7 @@ from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eva
 from distilcache.evaluate.report import write_report
 from distilcache.precompute import PoolingConfig
 from distilcache.student.directory import read_student_info
+from distilcache.train import TrainConfig
 from distilcache.train.loop import CHECKPOINT_FILE
 from distilcache.weighting import IdfTable
 
@@ -193,7 +194,7 @@ def check_reused(argv: list[str | Path], output: Path) -> None:
     --dev-sts sets only report scores unless they pick the saved epoch (--select dev)."""
     asked = config_for_train(build_parser().parse_args([str(a) for a in argv])).settings()
     recorded = read_student_info(output)["training"]
-    reported_only = {"dev_sts"} if asked["select"] == recorded.get("select") == "fidelity" else set()
+    reported_only = TrainConfig.reporting_only(asked, recorded)
     differ = sorted(k for k, v in asked.items() if v is not None and v != "auto" and k in recorded and k not in reported_only
                     and (list(v) if isinstance(v, tuple) else v) != recorded[k])
     if differ:

@@ -157,13 +157,17 @@ class TrainConfig:
                   "special_tokens": False, "token_loss": 0.0}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
+    @staticmethod
+    def reporting_only(settings: dict[str, Any], recorded: dict[str, Any]) -> set[str]:
+        """The settings that do not decide the weights between these two: the --dev-sts sets only report
+        scores where held-out fidelity picks the epoch on both sides (--select fidelity)."""
+        return {"dev_sts"} if settings["select"] == recorded.get("select") == "fidelity" else set()
+
     def differences(self, recorded: dict[str, Any]) -> list[str]:
-        """The settings in which recorded (a checkpoint's, upgraded) differs from this config's. Under --select
-        fidelity on both sides the --dev-sts sets only report scores, so resuming may name them otherwise."""
+        """The settings in which recorded (a checkpoint's, upgraded) differs from this config's, but those
+        that only report (a resumed run may name its reporting --dev-sts sets otherwise)."""
         mine = self.settings()
-        reporting_only = mine["select"] == recorded.get("select") == "fidelity"
-        return sorted(k for k in mine.keys() | recorded.keys()
-                      if mine.get(k) != recorded.get(k) and not (k == "dev_sts" and reporting_only))
+        return differing_keys(mine, recorded, ignore=TrainConfig.reporting_only(mine, recorded))
 
     def settings(self) -> dict[str, Any]:
         """What decides the trained weights (device, precision and resume do not change the recipe)."""
@@ -171,6 +175,11 @@ class TrainConfig:
             return str(value) if isinstance(value, Path) else tuple(map(plain, value)) if isinstance(value, (list, tuple)) else value
 
         return {k: plain(v) for k, v in asdict(self).items() if k not in ("cache", "output", "device", "precision", "resume")}
+
+
+def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: set[str] = frozenset()) -> list[str]:
+    """The keys, sorted, whose values differ between a and b (a key missing on one side differs), but ignore."""
+    return sorted(k for k in a.keys() | b.keys() if k not in ignore and a.get(k) != b.get(k))
 
 
 FINETUNE_LOSSES = ("cosent", "cosine-mse")  # on the gold labels: the order of the pairs' scores, or the scores themselves

@@ -33,7 +33,7 @@ from distilcache.student.encode import Student
 from distilcache.student.model import StudentConfig, StudentModel
 from distilcache.student.vocabulary import PieceReader
 from distilcache.train.build import build_student, seed_config
-from distilcache.train.config import DEFAULT_LR, TrainConfig
+from distilcache.train.config import DEFAULT_LR, TrainConfig, differing_keys
 from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
 from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss, token_state_loss
 from distilcache.weighting import IdfTable
@@ -319,8 +319,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
 
     if config.resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        differences = {"cache": sorted(k for k in identity.keys() | checkpoint["cache"].keys()
-                                       if identity.get(k) != checkpoint["cache"].get(k)),
+        differences = {"cache": differing_keys(identity, checkpoint["cache"]),
                        "training settings": config.differences(TrainConfig.upgrade_settings(checkpoint["settings"]))}
         for label, fields in differences.items():
             if fields:
