@@ -148,8 +148,11 @@ def general_english_corpus(workdir: Path) -> list[Path]:
 
     seen = {" ".join(s.split()) for split in ("train", "dev", "test")  # STS-B's sentences, then each text kept
             for line in (DATA / "stsb-en" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:] for s in line.split("\t")[:2]}
+    wordnet = wordnet_sentences()
+    if not wordnet:
+        raise SystemExit("the general English corpus needs WordNet: apt-get install wordnet-base")
     sources = {}
-    for name, texts in (("wordnet", wordnet_sentences()), ("hsk_en", [s["translation"]["en"] for s in load_sentences()]),
+    for name, texts in (("wordnet", wordnet), ("hsk_en", [s["translation"]["en"] for s in load_sentences()]),
                         ("fortunes_en", english_fortunes())):
         kept = []
         for text in texts:

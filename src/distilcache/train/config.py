@@ -1,6 +1,7 @@
 """What a training run is asked to do: plain settings, checked before any work, no torch."""
 
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -177,7 +178,7 @@ class TrainConfig:
         return {k: plain(v) for k, v in asdict(self).items() if k not in ("cache", "output", "device", "precision", "resume")}
 
 
-def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: set[str] = frozenset()) -> list[str]:
+def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: AbstractSet[str] = frozenset()) -> list[str]:
     """The keys, sorted, whose values differ between a and b (a key missing on one side differs), but ignore."""
     return sorted(k for k in a.keys() | b.keys() if k not in ignore and a.get(k) != b.get(k))
 
