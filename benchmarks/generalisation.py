@@ -231,9 +231,9 @@ def by_epoch_lines(students: dict[str, tuple[Path, str]], teacher: dict[str, flo
              "text unlike the cache's; dev is the signal a user with a labelled set of their own would have. Spearman x100; "
              f"in brackets, the share of the teacher's score (mean pooling: dev {teacher[dev]:.1f}, test {teacher[test]:.1f}). "
              "Rank correlation: Spearman x100 across the epochs between the signal and test.", "",
-             "| model | cache | epochs | epoch fidelity picks: test | epoch dev picks: test | best test (epoch) | "
+             "| model | cache | epochs | training minutes | epoch fidelity picks: test | epoch dev picks: test | best test (epoch) | "
              "rank correlation with test: fidelity | dev |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     histories = {}
     for name, (directory, cache) in students.items():
         history = [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
@@ -243,7 +243,8 @@ def by_epoch_lines(students: dict[str, tuple[Path, str]], teacher: dict[str, flo
         picked = [f"{test_scores[i]:.1f} ({100 * test_scores[i] / teacher[test]:.1f}%), epoch {i + 1}"
                   for i in (int(fidelity.argmax()), int(dev_scores.argmax()))]
         best = int(test_scores.argmax())
-        lines.append(f"| {name} | {cache} | {len(history)} | {picked[0]} | {picked[1]} | "
+        minutes = sum(epoch["seconds"] for epoch in history) / 60
+        lines.append(f"| {name} | {cache} | {len(history)} | {minutes:.1f} | {picked[0]} | {picked[1]} | "
                      f"{test_scores[best]:.1f} ({best + 1}) | {spearman(fidelity, test_scores):.0f} | {spearman(dev_scores, test_scores):.0f} |")
     for name, history in histories.items():
         lines += ["", f"{name}:", "", "| epoch | held-out fidelity | STS-B dev | STS-B test |", "|---|---|---|---|"]
