@@ -45,7 +45,7 @@ from ablation import corpus as in_domain_corpus
 from distilcache.cache_format import open_cache
 from distilcache.evaluate import evaluate_models, read_sts
 from distilcache.evaluate.encoders import EvalModel, TeacherEncoder, student_eval_model
-from distilcache.pairs import spearman
+from distilcache.pairs import StsPairs, spearman
 from distilcache.teacher.config import PoolingConfig
 from distilcache.weighting import IdfTable
 from report import (DATA, _unique, command, command_block, out_of_domain_corpus, run, start, train_once, wordnet_sentences, write_corpus,
@@ -274,13 +274,9 @@ def main() -> None:
 
 def run_part(part: str, teacher: Path, corpora: dict[str, list[Path]], workdir: Path, default_workdir: Path) -> None:
     """Make the part's caches and students (reusing those made before) and write its results file."""
-    results_file, students, st_corpora = PARTS[part]
+    results_file, students, _ = PARTS[part]
     started = time.time()
     commands: list[str] = []
-    sts = [read_sts(DATA / f"{name}.tsv") for name in SETS]
-    mean_teacher = TeacherEncoder(teacher, PoolingConfig("mean")).as_eval_model("teacher, mean pooling (the sentence-transformers way)")
-    rows = [(mean_teacher, "—", None, None)]
-    described = {}
     caches = {name: CACHES[name] for name in dict.fromkeys(cache for cache, _ in students.values())}
     for name, (corpus, options) in caches.items():
         cache = workdir / name
@@ -290,24 +286,37 @@ def run_part(part: str, teacher: Path, corpora: dict[str, list[Path]], workdir: 
             commands.append(command(argv, workdir) + "   # reused from an earlier run")
         else:
             run(argv, workdir, commands)
-        described[name] = " ".join([CORPUS_NAMES[corpus], *options])
-        if part != "epochs" and "--pooling" not in options and CORPUS_NAMES[corpus] not in (row[1] for row in rows):
-            # the teacher as this corpus's IDF pooling makes it
-            encoder = TeacherEncoder(teacher, PoolingConfig("idf"), IdfTable.load(open_cache(cache).idf_path))
-            rows.append((encoder.as_eval_model("teacher, IDF pooling"), CORPUS_NAMES[corpus], None, None))
     for name, (cache, options) in students.items():
-        student = workdir / name
-        train_once(["--cache", workdir / cache, *options], student, workdir, commands)
-        rows.append((student_eval_model(student), described[cache], open_cache(workdir / cache),
-                     json.loads((student / "summary.json").read_text())))
+        train_once(["--cache", workdir / cache, *options], workdir / name, workdir, commands)
+    described = {name: " ".join([CORPUS_NAMES[corpus], *options]) for name, (corpus, options) in caches.items()}
+    sts = [read_sts(DATA / f"{name}.tsv") for name in SETS]
+    mean_teacher = TeacherEncoder(teacher, PoolingConfig("mean")).as_eval_model("teacher, mean pooling (the sentence-transformers way)")
     if part == "epochs":
         (teacher_result,) = evaluate_models([mean_teacher], sts, None, speed_sentences=0)
-        teacher_scores = {s: teacher_result["sts"][s]["spearman"] for s in SETS}
-        lines = by_epoch_lines({name: (workdir / name, described[cache]) for name, (cache, _) in students.items()}, teacher_scores,
-                               (time.time() - started) / 60)
-        lines += ["", "Commands:", "", *command_block(commands, f"benchmarks/generalisation.py --part {part}", default_workdir), ""]
-        write_result(results_file, lines)
-        return
+        lines = by_epoch_lines({name: (workdir / name, described[cache]) for name, (cache, _) in students.items()},
+                               {s: teacher_result["sts"][s]["spearman"] for s in SETS}, (time.time() - started) / 60)
+    else:
+        lines = comparison_lines(part, teacher, mean_teacher, sts, described, corpora, workdir, started)
+    lines += ["", "Commands:", "", *command_block(commands, f"benchmarks/generalisation.py --part {part}", default_workdir), ""]
+    write_result(results_file, lines)
+
+
+def comparison_lines(part: str, teacher: Path, mean_teacher: EvalModel, sts: list[StsPairs], described: dict[str, str],
+                     corpora: dict[str, list[Path]], workdir: Path, started: float) -> list[str]:
+    """The results of a part that compares models: the teacher (mean pooling, and as each corpus's IDF pooling makes
+    it), the part's students and sentence-transformers' recipe, each scored on STS-B dev and test."""
+    _, students, st_corpora = PARTS[part]
+    caches = {name: CACHES[name] for name in described}
+    rows = [(mean_teacher, "—", None, None)]
+    for name, (corpus, options) in caches.items():
+        if "--pooling" not in options and CORPUS_NAMES[corpus] not in (row[1] for row in rows):
+            # the teacher as this corpus's IDF pooling makes it
+            encoder = TeacherEncoder(teacher, PoolingConfig("idf"), IdfTable.load(open_cache(workdir / name).idf_path))
+            rows.append((encoder.as_eval_model("teacher, IDF pooling"), CORPUS_NAMES[corpus], None, None))
+    for name, (cache, _) in students.items():
+        student = workdir / name
+        rows.append((student_eval_model(student), described[cache], open_cache(workdir / cache),
+                     json.loads((student / "summary.json").read_text())))
 
     from sentence_transformers import SentenceTransformer
 
@@ -355,8 +364,7 @@ def run_part(part: str, teacher: Path, corpora: dict[str, list[Path]], workdir: 
             lines += ["", f"{name}: token states in {states['dim']} principal components (fitted on {states['fit_tokens']:,} token states, "
                           f"keeping {100 * states['explained_variance']:.1f}% of their variance) cost {states['bytes_per_row']:,.0f} bytes "
                           f"per row, on {states['rows_with_states']:,} rows."]
-    lines += ["", "Commands:", "", *command_block(commands, f"benchmarks/generalisation.py --part {part}", default_workdir), ""]
-    write_result(results_file, lines)
+    return lines
 
 
 if __name__ == "__main__":
