@@ -21,12 +21,14 @@ Selection is on STS-B dev; test is reported. Writes benchmarks/results/GENERALIS
 GENERALISATION_DEFAULTS.md (train's defaults), GENERALISATION_SCALE.md (train's defaults on about 45k and
 about 200k rows, each cache pooled by IDF and by mean, a second seed and a larger LSTM at 200k) and
 GENERALISATION_EPOCHS.md (which signal, held-out fidelity or STS-B dev, follows STS-B test from epoch to epoch,
-both scored after every epoch and only reported); --part makes one of them.
+both scored after every epoch and only reported) and GENERALISATION_NEGATIVES.md (train's defaults with the
+in-batch similarity-matrix loss, and with a queue of earlier rows' teacher vectors joining it); --part makes one
+of them.
 
     apt-get install wordnet-base fortunes
     .venv/bin/pip install accelerate                  # sentence-transformers' trainer needs it
     .venv/bin/python benchmarks/generalisation.py     # about six hours on 2 CPU cores: defaults about 50 minutes, scale
-                                                      # two and a half hours, epochs an hour
+                                                      # two and a half hours, epochs an hour, negatives half an hour
 """
 
 import argparse
@@ -110,6 +112,14 @@ BY_EPOCH = {
     "bilstm-sentences-fast-default-by-epoch": ("cache-sentences", ["--preset", "fast", *EVERY_EPOCH]),
     "transformer-seeded-sentences-default-by-epoch": ("cache-sentences", ["--student", "transformer", *EVERY_EPOCH]),
     "bilstm-general-default-by-epoch": ("cache-general", EVERY_EPOCH),
+}
+# lever 3, more rows to compare: train's defaults with the in-batch similarity-matrix loss added, and with the
+# teacher vectors of earlier batches joining it (--similarity-queue)
+NEGATIVES = {
+    "bilstm-sentences-default": DEFAULTS["bilstm-sentences-default"],
+    "bilstm-sentences-similarity-1": ("cache-sentences", ["--similarity-weight", "1"]),
+    "bilstm-sentences-similarity-1-queue-4096": ("cache-sentences", ["--similarity-weight", "1", "--similarity-queue", "4096"]),
+    "bilstm-sentences-similarity-1-queue-16384": ("cache-sentences", ["--similarity-weight", "1", "--similarity-queue", "16384"]),
 }
 # the levers: student directory: (cache directory, train options), 4 epochs as in the ablation, 2 over the caches
 # three times larger
@@ -214,6 +224,7 @@ PARTS = {
     "defaults": ("GENERALISATION_DEFAULTS.md", DEFAULTS, ["sentences"]),
     "scale": ("GENERALISATION_SCALE.md", SCALE, []),
     "epochs": ("GENERALISATION_EPOCHS.md", BY_EPOCH, []),
+    "negatives": ("GENERALISATION_NEGATIVES.md", NEGATIVES, []),
 }
 CORPUS_NAMES = {"in": "in-domain", "out": "out-of-domain", "sentences": "out-of-domain sentences", "general": "general English"}
 
@@ -258,7 +269,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distilcache-ood"))
     parser.add_argument("--part", choices=[*PARTS, "all"], default="all",
                         help="levers: GENERALISATION.md; defaults: GENERALISATION_DEFAULTS.md; scale: GENERALISATION_SCALE.md; "
-                             "epochs: GENERALISATION_EPOCHS.md; all: each")
+                             "epochs: GENERALISATION_EPOCHS.md; negatives: GENERALISATION_NEGATIVES.md; all: each")
     args = parser.parse_args()
     teacher = start(args.workdir, fresh=False)
     builders = {"in": lambda: in_domain_corpus(args.workdir / "in-domain", 30_000),
@@ -337,7 +348,7 @@ def comparison_lines(part: str, teacher: Path, mean_teacher: EvalModel, sts: lis
         print(model.name, {k: round(v["spearman"], 2) for k, v in result["sts"].items()}, flush=True)
     top = {s: results[0][-1]["sts"][s]["spearman"] for s in SETS}
     title = {"defaults": "what train gives by default", "scale": "train's defaults on 45k and 200k rows, IDF and mean pooling",
-             "levers": "the levers"}[part]
+             "levers": "the levers", "negatives": "the similarity-matrix loss, over the batch and over a queue of earlier rows"}[part]
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = [f"# Students on text the cache never held (English), {title} — {now:%Y-%m-%d %H:%M} UTC", "",
              f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; all-MiniLM-L6-v2; run in "

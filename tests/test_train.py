@@ -165,8 +165,9 @@ def test_encode_handles_empty_long_mixed_and_unknown_text(small_cache, tmp_path)
     np.testing.assert_allclose(np.diag(similarity), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("cache_name, options", [("small_cache", {}), ("streamed_cache", {"batch_size": 8, "shuffle_buffer": 48})],
-                         ids=["whole-cache-buffer", "many-buffers"])
+@pytest.mark.parametrize("cache_name, options", [("small_cache", {}), ("streamed_cache", {"batch_size": 8, "shuffle_buffer": 48}),
+                                                 ("small_cache", {"similarity_weight": 1.0, "similarity_queue": 40})],
+                         ids=["whole-cache-buffer", "many-buffers", "similarity-queue"])
 def test_a_resumed_run_reaches_the_same_state_as_an_uninterrupted_one(cache_name, options, tmp_path, monkeypatch, request):
     small_cache = request.getfixturevalue(cache_name)
     whole = _train(small_cache, tmp_path / "whole", epochs=4, patience=10, **options)
@@ -345,6 +346,40 @@ def test_similarity_matrix_loss_matches_a_hand_computed_value():
     q = torch.softmax(torch.tensor([1.0, s]) / 0.5, dim=0)  # student row 0; row 1 likewise
     expected = (p * (p / q).log()).sum().item()  # the same KL for both rows, averaged over 2 rows
     assert similarity_matrix_loss(student, teacher, temperature=0.5).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_similarity_matrix_loss_compares_each_row_with_the_queue_too():
+    from distilcache.train.losses import similarity_matrix_loss
+
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    student = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    queue = torch.tensor([[1.0, 0.0]])  # an earlier row's unit teacher vector: a third column for both softmaxes
+    assert similarity_matrix_loss(teacher * 3, teacher, temperature=0.5, queue=queue).item() == pytest.approx(0.0, abs=1e-6)
+    s = 2 ** -0.5
+    rows = [(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, s, 1.0])),  # row 0: teacher, student cosines to [row 0, row 1, queue]
+            (torch.tensor([0.0, 1.0, 0.0]), torch.tensor([s, 1.0, s]))]
+    kl = [(p * (p / q).log()).sum().item() for p, q in ((torch.softmax(t / 0.5, 0), torch.softmax(u / 0.5, 0)) for t, u in rows)]
+    with_queue = similarity_matrix_loss(student, teacher, temperature=0.5, queue=queue).item()
+    assert with_queue == pytest.approx(sum(kl) / 2, rel=1e-5)
+    assert with_queue != pytest.approx(similarity_matrix_loss(student, teacher, temperature=0.5).item(), rel=1e-3)
+
+
+def test_the_teacher_queue_keeps_the_newest_rows_at_unit_length():
+    from distilcache.train.losses import TeacherQueue
+
+    queue = TeacherQueue(size=3, dim=2, device=torch.device("cpu"))
+    queue.push(torch.tensor([[3.0, 0.0], [0.0, 2.0]]))
+    queue.push(torch.tensor([[1.0, 1.0], [-4.0, 0.0]]))
+    s = 2 ** -0.5
+    torch.testing.assert_close(queue.vectors, torch.tensor([[s, s], [-1.0, 0.0], [1.0, 0.0]]))
+
+
+def test_a_similarity_queue_needs_the_similarity_loss_and_a_size_of_at_least_0(small_cache, tmp_path):
+    with pytest.raises(ValueError, match="similarity-queue.*--similarity-weight"):
+        _train(small_cache, tmp_path / "s", similarity_queue=64)
+    with pytest.raises(ValueError, match="similarity-queue must be >= 0"):
+        _train(small_cache, tmp_path / "s", similarity_weight=1.0, similarity_queue=-1)
+    assert not (tmp_path / "s").exists()
 
 
 def test_distillation_losses_match_hand_computed_values():

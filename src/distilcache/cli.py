@@ -308,6 +308,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--similarity-weight", type=float, default=default("similarity_weight"),
                    help="add this times the in-batch similarity-matrix loss (KL of softmax over cosines)")
     p.add_argument("--temperature", type=float, default=default("temperature"), help="temperature of the similarity-matrix loss")
+    p.add_argument("--similarity-queue", type=int, default=default("similarity_queue"), metavar="N",
+                   help="compare each row in the similarity-matrix loss with the teacher vectors of the last N training rows "
+                        "too, not only its batch")
     p.add_argument("--token-loss", type=float, default=default("token_loss"),
                    help="add this times the token-state loss: each token's output against the teacher's state there, in the "
                         "cache's principal components (a cache made with precompute --token-states K); default %(default)s: off")

@@ -73,6 +73,8 @@ class TrainConfig:
     mse_weight: float = 0.5  # the MSE share of loss "mix"
     similarity_weight: float = 0.0  # weight of the in-batch similarity-matrix loss added to the loss above
     temperature: float = 0.05  # of that similarity-matrix loss
+    # the teacher vectors of this many earlier training rows join each batch in that loss: more rows to compare with
+    similarity_queue: int = 0
     # weight of the token-state loss: every token's output, in the cache's principal components, against the teacher's
     # state there (train/losses.py: token_state_loss); needs a cache made with precompute --token-states
     token_loss: float = 0.0
@@ -96,7 +98,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse, before any work, options that cannot give a student."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("shuffle_buffer", 1), ("patience", 1), ("heads", 1), ("seed", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("shuffle_buffer", 1), ("patience", 1), ("heads", 1), ("seed", 0),
+                          ("similarity_queue", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
         for name in ("layers", "hidden", "embedding_dim"):
@@ -125,6 +128,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1 or not 0 <= self.mse_weight <= 1:
             raise ConfigError(f"--warmup and --mse-weight must be in [0, 1], got {self.warmup} and {self.mse_weight}")
+        if self.similarity_queue and not self.similarity_weight:
+            raise ConfigError("--similarity-queue adds rows to the similarity-matrix loss: give it a --similarity-weight above 0")
         if self.select == "dev" and not self.dev_sts:
             raise ConfigError("--select dev needs a similarity set: --dev-sts FILE")
         choices = {"student": STUDENTS, "init": INITS, "vocabulary": VOCABULARIES, "token_weights": TOKEN_WEIGHTS, "loss": LOSSES,
@@ -155,7 +160,7 @@ class TrainConfig:
         # what it did (it shuffled the whole cache: a resumed run goes on with today's shuffle buffer)
         before = {"vocabulary": "auto", "matryoshka_dims": (), "matryoshka_weight": 1.0,
                   "shuffle_buffer": TrainConfig.shuffle_buffer, "embedding_anchor": 0.0, "dev_sts": (), "select": "fidelity",
-                  "special_tokens": False, "token_loss": 0.0}
+                  "special_tokens": False, "token_loss": 0.0, "similarity_queue": 0}
         return before | {renamed.get(k, k): v for k, v in settings.items()}
 
     @staticmethod

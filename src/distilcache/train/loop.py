@@ -35,7 +35,7 @@ from distilcache.student.vocabulary import PieceReader
 from distilcache.train.build import build_student, seed_config
 from distilcache.train.config import DEFAULT_LR, TrainConfig, differing_keys
 from distilcache.train.data import Batch, CacheRows, CacheScan, held_out_batches, scan_cache, training_batches
-from distilcache.train.losses import distillation_loss, matryoshka_loss, similarity_matrix_loss, token_state_loss
+from distilcache.train.losses import TeacherQueue, distillation_loss, matryoshka_loss, similarity_matrix_loss, token_state_loss
 from distilcache.weighting import IdfTable
 from distilcache.weighting.student_vocab import LARGE_VOCABULARY
 
@@ -150,10 +150,11 @@ class EmbeddingAnchor:
         self.weight.sub_(self.group["lr"] * self.strength * (self.weight - self.start))
 
 
-def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def _loss(predicted: torch.Tensor, teacher_vectors: torch.Tensor, config: TrainConfig, queue: TeacherQueue | None) -> torch.Tensor:
     loss = distillation_loss(predicted, teacher_vectors, config.loss, config.mse_weight)
     if config.similarity_weight:
-        loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, teacher_vectors, config.temperature)
+        earlier = None if queue is None else queue.vectors
+        loss = loss + config.similarity_weight * similarity_matrix_loss(predicted, teacher_vectors, config.temperature, earlier)
     if config.matryoshka_dims and config.matryoshka_weight:
         loss = loss + config.matryoshka_weight * matryoshka_loss(predicted, teacher_vectors, config.matryoshka_dims, config.temperature)
     return loss
@@ -187,14 +188,15 @@ Projection = tuple[torch.Tensor, torch.Tensor]  # the cache's token-state projec
 
 
 def _batch_loss(model: StudentModel, batch: Batch, config: TrainConfig, device: torch.device, precision: str,
-                projection: Projection | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, the student's vectors, the teacher's) of one batch; with a projection, the loss adds the token-state loss."""
+                projection: Projection | None, queue: TeacherQueue | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, the student's vectors, the teacher's) of one batch; with a projection, the loss adds the token-state loss,
+    with a queue, its rows join the similarity-matrix loss (held-out rows are measured without one)."""
     inputs, teacher_vectors = batch.inputs.to(device), batch.teacher_vectors.to(device).float()
     with autocast(device, precision):
         states = model.token_states(inputs.token_ids, inputs.lengths)
         predicted = model.pool(states, inputs.weights).float()
         outputs = model.project(states) if projection is not None else None
-    loss = _loss(predicted, teacher_vectors, config)
+    loss = _loss(predicted, teacher_vectors, config, queue)
     if outputs is not None:
         targets, mask = batch.token_states.to(device), batch.state_mask.to(device)
         loss = loss + config.token_loss * token_state_loss(outputs, targets, mask, *projection)
@@ -313,6 +315,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(_parameter_groups(model, lr, config.embedding_lr_scale, anchored), lr=lr,
                                   weight_decay=config.weight_decay)
     anchor = EmbeddingAnchor(model, optimizer, config.embedding_anchor) if anchored else None
+    queue = TeacherQueue(config.similarity_queue, cache.dim, device) if config.similarity_queue else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps_per_epoch * config.epochs, config.warmup, config.schedule))
     # best_score: what --select compares (held-out fidelity, or Spearman on the first --dev-sts set)
     state = {"epoch": 0, "best_score": -math.inf, "best_fidelity": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -327,6 +330,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if queue is not None:
+            queue.vectors = checkpoint["queue"].to(device)
         state = {"best_score": checkpoint["state"]["best_fidelity"]} | checkpoint["state"]  # before --select: fidelity
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:
@@ -363,7 +368,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         with tqdm(total=scan.train_rows, desc=f"epoch {epoch}/{config.epochs}", unit=" rows", mininterval=1) as bar:
             for batch in batches:
-                loss, _, teacher_vectors = _batch_loss(model, batch, config, device, precision, projection)
+                loss, _, teacher_vectors = _batch_loss(model, batch, config, device, precision, projection, queue)
                 _check_finite(loss, batch, epoch, "training")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -373,6 +378,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
                 if anchor is not None:
                     anchor.step()
                 scheduler.step()
+                if queue is not None:
+                    queue.push(teacher_vectors)
                 loss_sum += loss.item() * len(teacher_vectors)
                 seen += len(teacher_vectors)
                 bar.update(len(teacher_vectors))
@@ -396,7 +403,8 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
             state["bad_epochs"] += 1
         _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                            "scheduler": scheduler.state_dict(), "state": state,
-                                           "cache": identity, "settings": config.settings()})
+                                           "cache": identity, "settings": config.settings()}
+                         | ({"queue": queue.vectors} if queue is not None else {}))
         _write_log(output, state["history"])
         if state["bad_epochs"] >= config.patience:
             log.info("early stop: no better %s for %d epochs", "held-out fidelity" if config.select == "fidelity" else dev_sets[0].name,

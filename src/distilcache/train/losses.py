@@ -20,14 +20,31 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, m
     raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
 
 
-def similarity_matrix_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def similarity_matrix_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                           queue: torch.Tensor | None = None) -> torch.Tensor:
     """Relative similarity within the batch: for each row, the KL divergence from the teacher's
-    softmax over its cosine similarities to the batch (divided by the temperature) to the student's."""
+    softmax over its cosine similarities to the batch (divided by the temperature) to the student's.
+    queue: unit teacher vectors of earlier rows, more columns for both softmaxes (the student's row against
+    them as the teacher's is: the student learns the teacher's space, so they serve both)."""
     def log_probabilities(vectors: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(vectors, dim=-1)
-        return F.log_softmax(unit @ unit.T / temperature, dim=-1)
+        keys = unit if queue is None else torch.cat([unit, queue.to(unit.dtype)])
+        return F.log_softmax(unit @ keys.T / temperature, dim=-1)
 
     return F.kl_div(log_probabilities(student), log_probabilities(teacher), log_target=True, reduction="batchmean")
+
+
+class TeacherQueue:
+    """The unit teacher vectors of the last `size` training rows, newest first: rows beyond the batch for the
+    similarity-matrix loss to compare each row with (MoCo's queue, holding targets that never go stale)."""
+
+    def __init__(self, size: int, dim: int, device: torch.device):
+        self.size = size
+        self.vectors = torch.zeros(0, dim, device=device)
+
+    def push(self, teacher: torch.Tensor) -> None:
+        """Add a batch's teacher vectors; the oldest beyond size leave."""
+        self.vectors = torch.cat([F.normalize(teacher.detach().float(), dim=-1), self.vectors])[: self.size]
 
 
 def token_state_loss(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
