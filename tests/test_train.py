@@ -372,6 +372,8 @@ def test_the_teacher_queue_keeps_the_newest_rows_at_unit_length():
     queue.push(torch.tensor([[1.0, 1.0], [-4.0, 0.0]]))
     s = 2 ** -0.5
     torch.testing.assert_close(queue.vectors, torch.tensor([[s, s], [-1.0, 0.0], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"similarity queue has shape \(4, 2\)"):
+        queue.restore(torch.zeros(4, 2))
 
 
 def test_a_similarity_queue_needs_the_similarity_loss_and_a_size_of_at_least_0(small_cache, tmp_path):

@@ -331,7 +331,7 @@ def _train(config: TrainConfig, cache: Cache) -> dict[str, Any]:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         if queue is not None:
-            queue.vectors = checkpoint["queue"].to(device)
+            queue.restore(checkpoint["queue"])
         state = {"best_score": checkpoint["state"]["best_fidelity"]} | checkpoint["state"]  # before --select: fidelity
         log.info("resuming %s after epoch %d", output, state["epoch"])
     else:

@@ -42,6 +42,13 @@ class TeacherQueue:
         self.size = size
         self.vectors = torch.zeros(0, dim, device=device)
 
+    def restore(self, vectors: torch.Tensor) -> None:
+        """Go on from a checkpoint's queue, checked against this one's size and dim."""
+        if vectors.dim() != 2 or vectors.shape[0] > self.size or vectors.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"the checkpoint's similarity queue has shape {tuple(vectors.shape)}, not at most "
+                             f"({self.size}, {self.vectors.shape[1]})")
+        self.vectors = vectors.float().to(self.vectors.device)
+
     def push(self, teacher: torch.Tensor) -> None:
         """Add a batch's teacher vectors; the oldest beyond size leave."""
         self.vectors = torch.cat([F.normalize(teacher.detach().float(), dim=-1), self.vectors])[: self.size]
