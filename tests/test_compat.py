@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from distilcache import load_student, open_cache, verify_cache
 from distilcache.train import TrainConfig, train
@@ -27,6 +29,36 @@ def test_a_cache_from_the_previous_release_verifies_and_opens():
 def test_a_student_from_the_previous_release_encodes_as_it_did(kind):
     student = load_student(OLD / kind, backend="torch")
     np.testing.assert_allclose(student.encode(EXPECTED["texts"]), np.array(EXPECTED[kind]), atol=1e-5)
+
+
+def _with_legacy_norm_names(safetensors_file: Path) -> None:
+    """Rewrite the file's LayerNorm weights under the names save_pretrained gives them in transformers 5.3."""
+    tensors = load_file(safetensors_file)
+    legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in tensors.items()}
+    assert legacy.keys() != tensors.keys()
+    save_file(legacy, safetensors_file, metadata={"format": "pt"})
+
+
+def test_a_transformer_student_whose_layer_norms_carry_their_legacy_names_loads_and_encodes_as_before(tmp_path):
+    directory = Path(shutil.copytree(OLD / "transformer", tmp_path / "transformer"))
+    _with_legacy_norm_names(directory / "model.safetensors")  # that release recorded no sha256 of its files
+    student = load_student(directory, backend="torch")
+    np.testing.assert_allclose(student.encode(EXPECTED["texts"]), np.array(EXPECTED["transformer"]), atol=1e-5)
+
+
+def test_save_model_writes_the_names_the_model_holds_whatever_names_it_was_loaded_from(tmp_path):
+    from distilcache import hf_local
+
+    shutil.copytree(OLD / "transformer", tmp_path / "legacy", ignore=shutil.ignore_patterns("*.json", "tokenizer*", "*.parquet"))
+    shutil.copy(OLD / "transformer" / "config.json", tmp_path / "legacy")
+    _with_legacy_norm_names(tmp_path / "legacy" / "model.safetensors")
+    model = hf_local.load_model(tmp_path / "legacy", use_safetensors=True)
+    hf_local.save_model(model, tmp_path / "saved")
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    assert saved.keys() == model.state_dict().keys() and not any(k.endswith((".gamma", ".beta")) for k in saved)
+    reloaded = hf_local.load_model(tmp_path / "saved", use_safetensors=True).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded[key], value), key
 
 
 def test_a_student_trains_from_a_cache_of_the_previous_release(tmp_path):

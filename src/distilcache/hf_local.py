@@ -69,3 +69,15 @@ def load_model(directory: Path, **kwargs: Any) -> Any:
 
     check_no_shipped_code(directory)
     return AutoModel.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False, **kwargs)
+
+
+def save_model(model: Any, directory: Path) -> None:
+    """config.json and model.safetensors in directory, the weights under the names the model's state_dict gives
+    them: save_pretrained in some transformers releases (5.3) writes a LayerNorm that a checkpoint filled under
+    its legacy names (gamma, beta), which a check of the file's names against the model's then misses."""
+    from safetensors.torch import save_file
+
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(str(directory))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distilcache import hf_local
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.hashing import sha256_file
 from distilcache.cache_format.layout import SEED_DIR, TMP_PREFIX
@@ -37,7 +38,7 @@ def export_seed_layers(model: nn.Module, keep: int, cache_dir: Path, token_ids: 
         seed.config.distilcache_seed_token_ids = [int(i) for i in token_ids]  # the tokenizer id of each embedding row
     tmp = cache_dir / f"{TMP_PREFIX}{os.getpid()}-{SEED_DIR}"
     shutil.rmtree(tmp, ignore_errors=True)
-    seed.save_pretrained(str(tmp))
+    hf_local.save_model(seed, tmp)
     tmp.rename(cache_dir / SEED_DIR)
 
 

@@ -78,7 +78,7 @@ def save_student(directory: Path, model: StudentModel, info: dict[str, Any], tok
 def _write_files(staging: Path, model: StudentModel, tokenizer_files: list[Path], idf_file: Path | None) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if isinstance(model.encoder, TransformerEncoder):
-        model.encoder.model.save_pretrained(str(staging))
+        hf_local.save_model(model.encoder.model, staging)
     else:
         save_file({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}, str(staging / WEIGHTS_FILE))
     for head, file in HEAD_FILES.items():
@@ -155,12 +155,26 @@ def _header_shapes(file: Path, prefix: str) -> dict[str, tuple[int, ...]]:
         raise StudentError(f"{file}: not a readable safetensors file ({exc})") from None
 
 
+# the legacy LayerNorm names save_pretrained gives a checkpoint's LayerNorm in some transformers releases (5.3),
+# which from_pretrained reads as today's
+_LEGACY_NORM_NAMES = {".LayerNorm.gamma": ".LayerNorm.weight", ".LayerNorm.beta": ".LayerNorm.bias"}
+
+
+def _current_name(key: str) -> str:
+    for legacy, current in _LEGACY_NORM_NAMES.items():
+        if key.endswith(legacy):
+            return key.removesuffix(legacy) + current
+    return key
+
+
 def _check_shapes(model: StudentModel, directory: Path) -> None:
     """model (on the meta device: nothing allocated) against the shapes the files hold: a JSON or config
     that declares other sizes than its weights is refused before the real model is built."""
     stored: dict[str, tuple[int, ...]] = {}
-    encoder_prefix = "encoder.model." if isinstance(model.encoder, TransformerEncoder) else "encoder."
-    stored |= _header_shapes(directory / WEIGHTS_FILE, encoder_prefix)
+    if isinstance(model.encoder, TransformerEncoder):
+        stored |= {_current_name(k): v for k, v in _header_shapes(directory / WEIGHTS_FILE, "encoder.model.").items()}
+    else:
+        stored |= _header_shapes(directory / WEIGHTS_FILE, "encoder.")
     for head, file in HEAD_FILES.items():
         if (directory / file).is_file():
             stored |= _header_shapes(directory / file, f"{head}.")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from torch import nn
 
+from distilcache import hf_local
 from distilcache.cache_format.errors import ConfigError
 from distilcache.cache_format.layout import TMP_PREFIX
 from distilcache.student.backends import EXPORT_MODULES
@@ -82,7 +83,7 @@ def _plain_modules(student: Student, hf_dir: Path) -> list[nn.Module]:
         rows = student.reader.spread(encoder.get_input_embeddings().weight.data)
         encoder.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False, padding_idx=tokenizer.pad_token_id))
         encoder.config.vocab_size, encoder.config.pad_token_id = len(rows), tokenizer.pad_token_id
-    encoder.save_pretrained(str(hf_dir))
+    hf_local.save_model(encoder, hf_dir)
     tokenizer.save_pretrained(str(hf_dir))
     # the student reads the text's pieces alone, cut where precompute cut them (max_length, specials included)
     transformer = Transformer(str(hf_dir), max_seq_length=student.content_length, processing_kwargs={"text": {"add_special_tokens": False}})
