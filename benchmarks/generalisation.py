@@ -122,8 +122,6 @@ NEGATIVES = {
     "bilstm-sentences-similarity-1-queue-16384": ("cache-sentences", ["--similarity-weight", "1", "--similarity-queue", "16384"]),
     # at the default temperature (0.05) each row's own column holds nearly all of both softmaxes; at 0.2 the others count
     "bilstm-sentences-similarity-1-t-0.2": ("cache-sentences", ["--similarity-weight", "1", "--temperature", "0.2"]),
-    "bilstm-sentences-similarity-1-t-0.2-queue-4096": ("cache-sentences", ["--similarity-weight", "1", "--temperature", "0.2",
-                                                                          "--similarity-queue", "4096"]),
 }
 # the levers: student directory: (cache directory, train options), 4 epochs as in the ablation, 2 over the caches
 # three times larger
