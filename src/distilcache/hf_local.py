@@ -1,4 +1,4 @@
-"""Hugging Face directories opened without running anything they ship.
+"""Hugging Face directories opened without running anything they ship, and written under the model's own weight names.
 
 Teachers, the tokenizers inside caches, seed layers and student directories are often someone else's
 files. transformers runs Python shipped in a directory when its config names it (`auto_map`), and
