@@ -49,8 +49,9 @@ def test_a_transformer_student_whose_layer_norms_carry_their_legacy_names_loads_
 def test_save_model_writes_the_names_the_model_holds_whatever_names_it_was_loaded_from(tmp_path):
     from distilcache import hf_local
 
-    shutil.copytree(OLD / "transformer", tmp_path / "legacy", ignore=shutil.ignore_patterns("*.json", "tokenizer*", "*.parquet"))
-    shutil.copy(OLD / "transformer" / "config.json", tmp_path / "legacy")
+    (tmp_path / "legacy").mkdir()
+    for name in ("config.json", "model.safetensors"):  # a Hugging Face model directory, nothing of the student around it
+        shutil.copy(OLD / "transformer" / name, tmp_path / "legacy")
     _with_legacy_norm_names(tmp_path / "legacy" / "model.safetensors")
     model = hf_local.load_model(tmp_path / "legacy", use_safetensors=True)
     hf_local.save_model(model, tmp_path / "saved")
